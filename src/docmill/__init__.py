@@ -1,0 +1,17 @@
+"""docmill: process large collections of documents in parallel."""
+
+from docmill.array import DocumentArray
+from docmill.document import Document
+from docmill.errors import DocmillError, FormatError, MissingExtra, WorkerCrashed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DocmillError",
+    "Document",
+    "DocumentArray",
+    "FormatError",
+    "MissingExtra",
+    "WorkerCrashed",
+    "__version__",
+]
