@@ -1,0 +1,95 @@
+"""How task and result objects cross the process boundary.
+
+The process backend never pickles objects itself: it asks a :class:`Transport`
+(parent side) and an :class:`Endpoint` (worker side) to turn objects into
+payload bytes and back, and moves only those bytes through its pipes::
+
+    parent                                   worker
+    ------                                   ------
+    payload, lease = transport.dumps(task)  ->  task = endpoint.loads(payload)
+                                                 result = fn(task)
+    result = transport.loads(payload)       <-  payload = endpoint.dumps(result)
+    transport.release(lease)
+    ...
+    transport.close()   (every exit path: end, error, crash, Ctrl-C, abandon)
+
+:class:`PickleTransport` pickles everything in-band (``transport='pickle'``).
+:mod:`docmill.parallel.shm` moves large buffers through shared memory.
+"""
+
+from __future__ import annotations
+
+import pickle
+from abc import ABC, abstractmethod
+from typing import Any
+
+__all__ = ["Endpoint", "PickleTransport", "Transport"]
+
+
+class Endpoint(ABC):
+    """Worker side of a transport. Must be picklable (sent to each worker at start,
+    under fork and spawn alike)."""
+
+    @abstractmethod
+    def loads(self, payload: bytes) -> Any:
+        """Rebuild a task sent by :meth:`Transport.dumps`. Arrays may be views of
+        shared buffers that stay valid until the parent releases the task's lease."""
+
+    @abstractmethod
+    def dumps(self, obj: Any) -> bytes:
+        """Encode a result for :meth:`Transport.loads`."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Called once when the worker exits normally."""
+
+
+class Transport(ABC):
+    """Parent side of a transport; owns every shared resource it or its endpoints create."""
+
+    @abstractmethod
+    def endpoint(self) -> Endpoint:
+        """The worker-side object to ship to each worker."""
+
+    @abstractmethod
+    def dumps(self, obj: Any) -> tuple[bytes, Any]:
+        """Encode a task; returns ``(payload, lease)``. Pass the lease to
+        :meth:`release` once the task is finished (result received, failed, or its
+        worker died)."""
+
+    @abstractmethod
+    def loads(self, payload: bytes) -> Any:
+        """Decode a result from a worker. Arrays in it are ordinary writable
+        arrays that stay valid after :meth:`close`."""
+
+    def release(self, lease: Any) -> None:  # noqa: B027 - optional hook
+        """The task that carried ``lease`` is finished; its resources may be reused."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free every resource (idempotent). Called on every exit path of a map."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _PickleEndpoint(Endpoint):
+    def loads(self, payload: bytes) -> Any:
+        return pickle.loads(payload)
+
+    def dumps(self, obj: Any) -> bytes:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class PickleTransport(Transport):
+    """Everything in-band through the pipe (the legacy behaviour; ``transport='pickle'``)."""
+
+    def endpoint(self) -> Endpoint:
+        return _PickleEndpoint()
+
+    def dumps(self, obj: Any) -> tuple[bytes, Any]:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), None
+
+    def loads(self, payload: bytes) -> Any:
+        return pickle.loads(payload)
