@@ -3,6 +3,7 @@
 from docmill.array import DocumentArray
 from docmill.document import Document
 from docmill.errors import DocmillError, FormatError, MissingExtra, WorkerCrashed
+from docmill.files import from_files
 
 __version__ = "0.1.0"
 
@@ -14,4 +15,5 @@ __all__ = [
     "MissingExtra",
     "WorkerCrashed",
     "__version__",
+    "from_files",
 ]

@@ -1,45 +1,477 @@
 """DocumentArray: a list of Documents with an id index.
 
 A thin class: it keeps the list and the id index true and delegates the rest —
-parallel work to :mod:`docmill.parallel`, storage to :mod:`docmill.io`.
+parallel work to :mod:`docmill.parallel`, storage to :mod:`docmill.io`, file
+listing to :mod:`docmill.files`, key parsing and bulk fields to
+:mod:`docmill._array_support`.
+
+The index maps each id to its position, and every mutation made through the
+array keeps it exact. A Document's id can still be changed behind the array's
+back (``da[0].id = 'x'``), so a lookup checks that the Document it finds has
+the id asked for and rebuilds the index when it has not; a lookup that finds
+nothing rebuilds once before raising ``KeyError``. Only ``in`` and the
+duplicate check of ``append``/``extend``/``insert`` trust a miss without
+rebuilding, to stay O(1); they see such a change after the next lookup or
+:meth:`DocumentArray.reindex`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+import random
+from collections.abc import Callable, Iterable, Iterator, MutableSequence, Sequence
+from typing import Any, overload
 
+from docmill import _array_support as sup
 from docmill.document import Document
 
 __all__ = ["DocumentArray"]
 
 
-class DocumentArray:
-    """A list of :class:`Document` with O(1) lookup by id."""
+def _rebuild_array(cls: type[DocumentArray], docs: list[Document]) -> DocumentArray:
+    return cls._from_docs(list(docs))
 
-    def __init__(self, docs: Iterable[Document] | None = None) -> None:
+
+class DocumentArray(MutableSequence[Document]):
+    """A list of :class:`Document` with O(1) lookup by id.
+
+    Keys accepted by ``da[key]``, ``da[key] = value`` and ``del da[key]``:
+
+    - an ``int`` (negative counts from the end) or a ``str`` id: one Document;
+    - a ``slice``, a list of ints, a list of ids, a boolean mask (list or numpy
+      array of ``len(da)`` bools) or a 1-d numpy array: a new DocumentArray
+      holding the *same* Document objects;
+    - ``(docs_key, 'field')`` or ``(docs_key, ['f1', 'f2'])``: field values
+      (``tensor``/``embedding`` stacked into one ndarray), e.g. ``da[:, 'text']``;
+      assigning a list/ndarray gives one value per Document, any other value
+      goes to every Document;
+    - legacy traversal paths ``'@r'``, ``'@c'``, ``'@m'``, ``'@cm'``, ``'@r,c'``
+      (roots, chunks, matches), read-only.
+
+    Ids are unique: adding a Document whose id is already present raises
+    ``ValueError``; assigning at the position (or id) of a Document replaces it.
+    """
+
+    def __init__(self, docs: Iterable[Document] | Document | None = None) -> None:
         self._docs: list[Document] = []
         self._index: dict[str, int] = {}
         if docs is not None:
-            self.extend(docs)
+            self.extend((docs,) if isinstance(docs, Document) else docs)
 
+    @classmethod
+    def _from_docs(cls, docs: list[Document]) -> DocumentArray:
+        """Wrap ``docs`` (a fresh list of Documents, not copied); ids must be unique."""
+        da = cls.__new__(cls)
+        da._docs = docs
+        da._index = sup.build_index(docs)
+        return da
+
+    @classmethod
+    def empty(cls, size: int = 0) -> DocumentArray:
+        """``size`` new, empty Documents, each with a fresh id."""
+        sup.check_count("size", size)
+        return cls._from_docs(sup.empty_documents(size))
+
+    @classmethod
+    def from_files(
+        cls,
+        patterns: str | Sequence[str],
+        recursive: bool = True,
+        size: int | None = None,
+        sampling_rate: float | None = None,
+        read_mode: str | None = None,
+        to_dataturi: bool = False,
+        exclude_regex: str | None = None,
+    ) -> DocumentArray:
+        """Every Document :func:`docmill.from_files` yields, in one array (same parameters)."""
+        from docmill.files import from_files
+
+        docs = from_files(
+            patterns,
+            recursive=recursive,
+            size=size,
+            sampling_rate=sampling_rate,
+            read_mode=read_mode,
+            to_dataturi=to_dataturi,
+            exclude_regex=exclude_regex,
+        )
+        return cls._from_docs(list(docs))
+
+    # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
         return len(self._docs)
 
     def __iter__(self) -> Iterator[Document]:
         return iter(self._docs)
 
+    def __reversed__(self) -> Iterator[Document]:
+        return reversed(self._docs)
+
+    def __contains__(self, item: object) -> bool:
+        """``id in da`` or ``doc in da`` (a Document is looked up by its id, as in legacy)."""
+        if isinstance(item, Document):
+            item = item.id
+        return isinstance(item, str) and self._lookup(item) is not None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DocumentArray):
+            return NotImplemented
+        return len(self) == len(other) and all(
+            a == b for a, b in zip(self._docs, other._docs, strict=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by content
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} (length={len(self)})>"
+
+    def __reduce__(self):
+        # pickle the Documents only; the index is rebuilt on load
+        return (_rebuild_array, (type(self), self._docs))
+
+    def __add__(self, other: Iterable[Document]) -> DocumentArray:
+        out = self._from_docs(list(self._docs))
+        out.extend(other)
+        return out
+
+    def __iadd__(self, other: Iterable[Document]) -> DocumentArray:
+        self.extend(other)
+        return self
+
+    # ------------------------------------------------------------------ id index
+    def reindex(self) -> None:
+        """Rebuild the id index from the Documents' current ids.
+
+        Only needed after changing the id of a Document inside the array, and
+        only for ``in`` / ``append`` to see the new id at once.
+        """
+        self._index = sup.build_index(self._docs)
+
+    def _lookup(self, doc_id: str) -> int | None:
+        """Position of ``doc_id`` or ``None``; a hit is verified, a stale hit rebuilds."""
+        pos = self._index.get(doc_id)
+        if pos is None:
+            return None
+        if pos < len(self._docs) and self._docs[pos].id == doc_id:
+            return pos
+        self.reindex()  # an id was changed after insertion
+        return self._index.get(doc_id)
+
+    def _find(self, doc_id: str) -> int:
+        """Position of ``doc_id``; rebuilds the index once before raising ``KeyError``."""
+        pos = self._lookup(doc_id)
+        if pos is None:
+            self.reindex()
+            pos = self._index.get(doc_id)
+            if pos is None:
+                raise KeyError(f"no Document with id {doc_id!r} in this {type(self).__name__}")
+        return pos
+
+    def _pos(self, i: int) -> int:
+        n = len(self._docs)
+        if not -n <= i < n:
+            raise IndexError(f"position {i} is out of range for a DocumentArray of length {n}")
+        return i + n if i < 0 else i
+
+    def _check_new(self, doc_id: str, replacing: set[int] | frozenset[int] = frozenset()) -> None:
+        """``ValueError`` if ``doc_id`` is present anywhere but at the ``replacing`` positions."""
+        pos = self._lookup(doc_id)
+        if pos is not None and pos not in replacing:
+            raise ValueError(
+                f"a Document with id {doc_id!r} is already in this DocumentArray "
+                f"(at position {pos}); ids must be unique"
+            )
+
+    def _shift_index(self, start: int) -> None:
+        """Re-point the ids at positions ``start..`` after an insert or delete there."""
+        docs = self._docs
+        self._index.update(zip(map(sup.get_id, docs[start:]), range(start, len(docs)), strict=True))
+
+    # ------------------------------------------------------------------ list methods
     def append(self, doc: Document) -> None:
+        """Add ``doc`` at the end; ``ValueError`` if its id is already present."""
         if not isinstance(doc, Document):
-            raise TypeError(f"DocumentArray holds Documents, got {type(doc).__name__}")
-        if doc.id in self._index:
-            raise ValueError(f"a Document with id {doc.id!r} is already in this DocumentArray")
+            raise TypeError(f"a DocumentArray holds Documents, got {type(doc).__name__}")
+        self._check_new(doc.id)
         self._index[doc.id] = len(self._docs)
         self._docs.append(doc)
 
     def extend(self, docs: Iterable[Document]) -> None:
-        for d in docs:
-            self.append(d)
+        """Add every Document of ``docs`` at the end: all of them, or none on an error."""
+        if isinstance(docs, Document):
+            raise TypeError("extend() takes an iterable of Documents; use append() for one")
+        new = list(docs._docs if isinstance(docs, DocumentArray) else docs)
+        sup.check_documents(new)
+        new_index = sup.build_index(new, start=len(self._docs))
+        if self._index and not self._index.keys().isdisjoint(new_index):
+            for doc_id in new_index:
+                self._check_new(doc_id)
+        self._docs.extend(new)
+        self._index.update(new_index)
+
+    def insert(self, index: int, doc: Document) -> None:
+        """Insert ``doc`` before position ``index`` (list semantics)."""
+        if not isinstance(doc, Document):
+            raise TypeError(f"a DocumentArray holds Documents, got {type(doc).__name__}")
+        self._check_new(doc.id)
+        n = len(self._docs)
+        i = min(max(index + n, 0) if index < 0 else index, n)
+        self._docs.insert(i, doc)
+        self._shift_index(i)
+
+    def index(self, value: Document | str, start: int = 0, stop: int | None = None) -> int:
+        """Position of a Document (by its id) or of an id; ``ValueError`` if absent."""
+        doc_id = value.id if isinstance(value, Document) else value
+        pos = self._lookup(doc_id) if isinstance(doc_id, str) else None
+        lo, hi, _ = slice(start, stop).indices(len(self._docs))
+        if pos is None or not lo <= pos < hi:
+            raise ValueError(f"{doc_id!r} is not in this DocumentArray")
+        return pos
+
+    def count(self, value: Document | str) -> int:
+        """1 if a Document with this id is present, else 0 (ids are unique)."""
+        return int(value in self)
+
+    def clear(self) -> None:
+        """Remove every Document."""
+        self._docs.clear()
+        self._index.clear()
+
+    def reverse(self) -> None:
+        """Reverse the order in place."""
+        self._docs.reverse()
+        self.reindex()
+
+    # ------------------------------------------------------------------ get / set / del
+    @overload
+    def __getitem__(self, key: int) -> Document: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> DocumentArray: ...
+
+    @overload
+    def __getitem__(self, key: Any) -> Any: ...
+
+    def __getitem__(self, key: Any) -> Any:
+        if sup.is_int(key):
+            return self._docs[self._pos(int(key))]
+        if isinstance(key, str):
+            if key.startswith("@"):
+                return self._from_docs(sup.traverse(self._docs, key))
+            return self._docs[self._find(key)]
+        if isinstance(key, slice):
+            return self._from_docs(self._docs[key])
+        if isinstance(key, tuple) and (fk := sup.field_key(self, key)) is not None:
+            docs_key, fields, one_field = fk
+            target = self[docs_key]
+            if isinstance(target, Document):
+                values = [getattr(target, f) for f in fields]
+            else:
+                values = [sup.bulk_get(target._docs, f) for f in fields]
+            return values[0] if one_field else values
+        docs = self._docs
+        return self._from_docs([docs[p] for p in sup.positions(self, key)])
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if isinstance(key, tuple) and (fk := sup.field_key(self, key)) is not None:
+            docs_key, fields, one_field = fk
+            positions, one_doc = self._key_positions(docs_key)
+            values = [value] if one_field else sup.as_list(value, len(fields), "field")
+            for f, v in zip(fields, values, strict=True):
+                self._set_field(positions, f, [v] if one_doc else v, strict=False)
+        elif isinstance(key, slice):
+            self._set_slice(key, value)
+        else:
+            positions, one_doc = self._key_positions(key)
+            if one_doc != isinstance(value, Document):
+                raise TypeError(
+                    f"assign a Document to one position or id, a sequence of Documents to "
+                    f"several; got {type(value).__name__} for key {key!r}"
+                )
+            self._replace(positions, [value] if one_doc else list(value))
+
+    def __delitem__(self, key: Any) -> None:
+        if isinstance(key, tuple) and (fk := sup.field_key(self, key)) is not None:
+            docs_key, fields, _ = fk
+            if "id" in fields:
+                raise ValueError("cannot delete the id of a Document")
+            positions, _ = self._key_positions(docs_key)
+            for f in fields:
+                self._set_field(positions, f, None, strict=False)
+            return
+        positions = self._key_positions(slice(None) if key is ... else key)[0]
+        if len(positions) == 1:
+            doc = self._docs.pop(positions[0])
+            if self._index.get(doc.id) == positions[0]:
+                del self._index[doc.id]
+            self._shift_index(positions[0])
+        elif positions:
+            drop = set(positions)
+            self._docs[:] = [d for i, d in enumerate(self._docs) if i not in drop]
+            self.reindex()
+
+    def _key_positions(self, key: Any) -> tuple[list[int], bool]:
+        """Positions for any Document key, and whether the key names one Document."""
+        if sup.is_int(key):
+            return [self._pos(int(key))], True
+        if isinstance(key, str):
+            if key.startswith("@"):
+                raise TypeError(f"traversal path {key!r} can only be read, not assigned or deleted")
+            return [self._find(key)], True
+        return sup.positions(self, key), False
+
+    def _replace(self, positions: list[int], new: list[Document]) -> None:
+        """Put ``new[k]`` at ``positions[k]``; the ids being replaced may be reused."""
+        if len(new) != len(positions):
+            raise ValueError(
+                f"cannot assign {len(new)} Documents to {len(positions)} positions; "
+                "the lengths must match"
+            )
+        sup.check_documents(new)
+        replacing = set(positions)
+        if len(replacing) != len(positions):
+            raise ValueError("the key selects the same position more than once")
+        sup.build_index(new)  # raises on an id repeated among the new Documents
+        for d in new:
+            self._check_new(d.id, replacing)
+        docs, index = self._docs, self._index
+        for p in positions:
+            if index.get(docs[p].id) == p:
+                del index[docs[p].id]
+        for p, d in zip(positions, new, strict=True):
+            docs[p] = d
+            index[d.id] = p
+
+    def _set_slice(self, key: slice, value: Iterable[Document]) -> None:
+        if isinstance(value, Document):
+            raise TypeError("assign a sequence of Documents to a slice, not one Document")
+        new = list(value)
+        sup.check_documents(new)
+        replaced = range(len(self._docs))[key]
+        if key.step not in (None, 1) and len(new) != len(replaced):
+            raise ValueError(
+                f"cannot assign {len(new)} Documents to an extended slice of "
+                f"{len(replaced)} positions; the lengths must match"
+            )
+        sup.build_index(new)
+        replacing = set(replaced)
+        for d in new:
+            self._check_new(d.id, replacing)
+        self._docs[key] = new
+        self.reindex()
+
+    # ------------------------------------------------------------------ fields in bulk
+    texts = sup.BulkField("text", "Every Document's ``text`` (a list); settable.")
+    blobs = sup.BulkField("blob", "Every Document's ``blob`` (a list); settable.")
+    uris = sup.BulkField("uri", "Every Document's ``uri`` (a list); settable.")
+    tags = sup.BulkField("tags", "Every Document's ``tags`` dict (a list); settable.")
+    tensors = sup.BulkField(
+        "tensor",
+        "Every ``tensor`` stacked along a new first axis (``None`` when none is set); "
+        "settable from an ndarray (split along axis 0) or a sequence of arrays.",
+    )
+    embeddings = sup.BulkField("embedding", "Every ``embedding``, stacked like ``tensors``.")
+
+    def _set_field(self, positions: list[int], field: str, value: Any, strict: bool) -> None:
+        """Set ``field`` on the Documents at ``positions`` (see :func:`_array_support.spread`).
+
+        Bulk setters are ``strict``: a sequence of ``len(positions)`` values or ``None``.
+        """
+        values = sup.spread(field, value, len(positions), strict)
+        docs = self._docs
+        if field == "id":
+            self._set_ids(positions, values)
+            return
+        for p, v in zip(positions, values, strict=True):
+            try:
+                setattr(docs[p], field, v)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"Document {p} (id {docs[p].id!r}): {e}") from e
+
+    def _set_ids(self, positions: list[int], ids: list[Any]) -> None:
+        for v in ids:
+            if not isinstance(v, str):
+                raise TypeError(f"a Document id must be a str, got {type(v).__name__}: {v!r}")
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"the new ids repeat a value: {ids!r}; ids must be unique")
+        replacing = set(positions)
+        for v in ids:
+            self._check_new(v, replacing)
+        for p, v in zip(positions, ids, strict=True):
+            self._docs[p].id = v
+        self.reindex()
+
+    # ------------------------------------------------------------------ batches & sampling
+    def batch(
+        self, batch_size: int, shuffle: bool = False, show_progress: bool = False
+    ) -> Iterator[DocumentArray]:
+        """Yield DocumentArrays of ``batch_size`` Documents (the last may be shorter).
+
+        The batches hold the same Document objects as this array, so changes
+        made through them are seen here. ``shuffle`` draws from the
+        :mod:`random` module (``random.seed`` makes it repeatable, as in legacy);
+        ``show_progress`` shows a tqdm bar.
+        """
+        sup.check_count("batch_size", batch_size, minimum=1)
+        return self._batches(batch_size, shuffle, show_progress)
+
+    def _batches(
+        self, batch_size: int, shuffle: bool, show_progress: bool
+    ) -> Iterator[DocumentArray]:
+        docs = list(self._docs)  # the Documents present when iteration starts
+        if shuffle:
+            random.shuffle(docs)
+        starts = range(0, len(docs), batch_size)
+        bar = None
+        if show_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(starts), desc="Batching documents", unit="batch")
+        try:
+            for s in starts:
+                yield self._from_docs(docs[s : s + batch_size])
+                if bar is not None:
+                    bar.update()
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def batch_ids(self, batch_size: int, shuffle: bool = False) -> Iterator[list[str]]:
+        """Like :meth:`batch`, but yield lists of ids."""
+        sup.check_count("batch_size", batch_size, minimum=1)
+        ids = list(map(sup.get_id, self._docs))
+        if shuffle:
+            random.shuffle(ids)
+        return (ids[s : s + batch_size] for s in range(0, len(ids), batch_size))
+
+    def sample(self, k: int, seed: int | None = None) -> DocumentArray:
+        """``k`` Documents drawn without replacement, as a new DocumentArray.
+
+        A ``seed`` makes the draw repeatable (the same draw legacy docarray
+        makes for that seed) without touching the global :mod:`random` state.
+        """
+        sup.check_count("k", k)
+        if k > len(self._docs):
+            raise ValueError(
+                f"cannot sample k={k} Documents from a DocumentArray of length {len(self)}"
+            )
+        rng = random if seed is None else random.Random(seed)
+        return self._from_docs(rng.sample(self._docs, k))
+
+    def shuffle(self, seed: int | None = None) -> DocumentArray:
+        """A new DocumentArray with the same Documents in random order (this one is unchanged)."""
+        return self.sample(len(self._docs), seed=seed)
+
+    def split_by_tag(self, tag: str) -> dict[Any, DocumentArray]:
+        """``{tag value: DocumentArray}``, order kept; Documents without the tag are left out.
+
+        ``'a__b'`` reads the nested ``tags['a']['b']`` (when no tag is named ``'a__b'``).
+        """
+        groups = sup.group_by_tag(self._docs, tag)
+        return {value: self._from_docs(docs) for value, docs in groups.items()}
+
+    def summary(self) -> None:
+        """Print the length, how many Documents set each field, and tensor shapes/dtypes."""
+        print(sup.summary_text(self))
 
     # ------------------------------------------------------------------ parallel
     # (delegates to docmill.parallel; see its docs for the keyword options)

@@ -110,13 +110,13 @@ class Document:
         self.text = text
         self.weight = weight
         self.uri = uri
-        self._tags = tags
+        self._tags = _check_dict("tags", tags)
         self.offset = offset
         self.location = location
         self.embedding = embedding
         self.modality = modality
-        self._evaluations = evaluations
-        self._scores = scores
+        self._evaluations = _check_dict("evaluations", evaluations)
+        self._scores = _check_dict("scores", scores)
         self._chunks = None
         self._matches = None
         if chunks is not None:
@@ -253,6 +253,162 @@ class Document:
 
     # ------------------------------------------------------------------ image & uri methods
     # (thin wrappers over docmill.image; each returns self)
+    def load_uri_to_image_tensor(
+        self,
+        width: int | None = None,
+        height: int | None = None,
+        channel_axis: int = -1,
+        timeout: float | None = 60.0,
+    ) -> Document:
+        """Decode the image at :attr:`uri` into :attr:`tensor` (uint8 RGB, H x W x 3 with the
+        channels moved to ``channel_axis``; ``width``/``height`` resize). A multi-frame image
+        (GIF, TIFF) fills :attr:`chunks` with one Document per frame instead, like legacy."""
+        from docmill import image
+
+        data = image.read_uri(self._need("uri"), timeout=timeout)
+        frames = image.decode_image_frames(data, width, height, channel_axis, uri=self.uri)
+        if len(frames) == 1:
+            self.tensor = frames[0]
+        else:
+            level = (self.granularity or 0) + 1
+            self.chunks = [Document(tensor=t, parent_id=self.id, granularity=level) for t in frames]
+        return self
+
+    def convert_blob_to_image_tensor(
+        self, width: int | None = None, height: int | None = None, channel_axis: int = -1
+    ) -> Document:
+        """Decode the image bytes in :attr:`blob` into :attr:`tensor` (see
+        :meth:`load_uri_to_image_tensor`; first frame only)."""
+        from docmill import image
+
+        self.tensor = image.decode_image(self._need("blob"), width, height, channel_axis)
+        return self
+
+    def set_image_tensor_normalization(
+        self,
+        channel_axis: int = -1,
+        img_mean: tuple[float, ...] = (0.485, 0.456, 0.406),
+        img_std: tuple[float, ...] = (0.229, 0.224, 0.225),
+    ) -> Document:
+        """uint8 :attr:`tensor` -> float32 ``(tensor / 255 - mean) / std`` per channel."""
+        from docmill import image
+
+        self.tensor = image.normalize(self._need("tensor"), channel_axis, img_mean, img_std)
+        return self
+
+    def set_image_tensor_inv_normalization(
+        self,
+        channel_axis: int = -1,
+        img_mean: tuple[float, ...] = (0.485, 0.456, 0.406),
+        img_std: tuple[float, ...] = (0.229, 0.224, 0.225),
+    ) -> Document:
+        """Undo :meth:`set_image_tensor_normalization`: float :attr:`tensor` -> uint8."""
+        from docmill import image
+
+        self.tensor = image.inv_normalize(self._need("tensor"), channel_axis, img_mean, img_std)
+        return self
+
+    def set_image_tensor_channel_axis(
+        self, original_channel_axis: int, new_channel_axis: int
+    ) -> Document:
+        """Move the channel axis of :attr:`tensor` (a view, no copy)."""
+        from docmill import image
+
+        t = self._need("tensor")
+        self.tensor = image.move_channel_axis(t, original_channel_axis, new_channel_axis)
+        return self
+
+    def set_image_tensor_shape(self, shape: tuple[int, int], channel_axis: int = -1) -> Document:
+        """Resample :attr:`tensor` to ``shape`` = (height, width), nearest neighbour."""
+        from docmill import image
+
+        self.tensor = image.resize_image(self._need("tensor"), shape, channel_axis)
+        return self
+
+    def set_image_tensor_resample(self, ratio: float, channel_axis: int = -1) -> Document:
+        """Resample :attr:`tensor` by ``ratio`` (0.5 halves height and width)."""
+        from docmill import image
+
+        h, w = image.move_channel_axis(self._need("tensor"), channel_axis, -1).shape[:2]
+        return self.set_image_tensor_shape((int(h * ratio), int(w * ratio)), channel_axis)
+
+    def save_image_tensor_to_file(
+        self, file: Any, channel_axis: int = -1, image_format: str = "png"
+    ) -> Document:
+        """Encode :attr:`tensor` as png/jpeg into ``file`` (a path, written atomically, or a
+        binary file object)."""
+        from docmill import image
+
+        image.save_image(self._need("tensor"), file, channel_axis, image_format)
+        return self
+
+    def convert_image_tensor_to_blob(
+        self, channel_axis: int = -1, image_format: str = "png"
+    ) -> Document:
+        """Encode :attr:`tensor` as png/jpeg bytes into :attr:`blob`."""
+        from docmill import image
+
+        self.blob = image.encode_image(self._need("tensor"), channel_axis, image_format)
+        self.mime_type = "image/" + ("png" if image_format.lower() == "png" else "jpeg")
+        return self
+
+    def convert_image_tensor_to_uri(
+        self, channel_axis: int = -1, image_format: str = "png"
+    ) -> Document:
+        """Encode :attr:`tensor` as a ``data:image/...;base64,`` URI into :attr:`uri`."""
+        from docmill import image
+
+        self.uri = image.image_to_datauri(self._need("tensor"), channel_axis, image_format)
+        self.mime_type = image.guess_mime_type(self.uri)
+        return self
+
+    def load_uri_to_blob(self, timeout: float | None = 60.0) -> Document:
+        """Read the bytes at :attr:`uri` into :attr:`blob` (and guess :attr:`mime_type`
+        when it is not set)."""
+        from docmill import image
+
+        self.blob = image.read_uri(self._need("uri"), timeout=timeout)
+        if not self.mime_type:
+            self.mime_type = image.guess_mime_type(self.uri) or image.sniff_mime_type(self.blob)
+        return self
+
+    def load_uri_to_text(self, charset: str = "utf-8", timeout: float | None = 60.0) -> Document:
+        """Read the text at :attr:`uri` (decoded with ``charset``) into :attr:`text`."""
+        from docmill import image
+
+        self.text = image.read_uri_text(self._need("uri"), charset, timeout=timeout)
+        if not self.mime_type:
+            self.mime_type = image.guess_mime_type(self.uri) or "text/plain"
+        return self
+
+    def convert_uri_to_datauri(self, charset: str = "utf-8", base64: bool = False) -> Document:
+        """Replace :attr:`uri` by a ``data:`` URI holding its content (unchanged when it
+        already is one); the MIME type is :attr:`mime_type`, else guessed."""
+        from docmill import image
+
+        self.uri = image.uri_to_datauri(self._need("uri"), self.mime_type, charset, base64)
+        self.mime_type = self.mime_type or image.guess_mime_type(self.uri)
+        return self
+
+    def convert_blob_to_datauri(self, charset: str = "utf-8", base64: bool = False) -> Document:
+        """Set :attr:`uri` to a ``data:`` URI holding :attr:`blob` (needs :attr:`mime_type`)."""
+        from docmill import image
+
+        blob = self._need("blob")
+        if not self.mime_type:
+            raise ValueError(
+                f"Document {self.id} has no mime_type; set it (e.g. 'image/png') "
+                "before convert_blob_to_datauri"
+            )
+        self.uri = image.to_datauri(blob, self.mime_type, charset, base64)
+        return self
+
+    def _need(self, field: str) -> Any:
+        """The value of ``field``, or a ValueError saying it must be set first."""
+        value = getattr(self, field)
+        if value is None:
+            raise ValueError(f"Document {self.id} has no {field}; set .{field} first")
+        return value
 
     # ------------------------------------------------------------------ storage
     # (thin wrappers over docmill.io)

@@ -1,0 +1,345 @@
+"""The binary API: bytes and files in every protocol, whole or streamed.
+
+One writer and one reader per protocol sit behind the same two entry points
+(:class:`BinaryWriter` and :func:`iter_binary`); everything else —
+``to_bytes``, ``save_binary``, ``load_binary``, streaming — is a few lines
+over them::
+
+    Documents --> BinaryWriter --> protocol writer --> atomic file / bytes
+                                   (docmill frames | legacy records | *-array stream)
+    file / bytes --> iter_binary --> protocol reader --> Documents (one frame at a time)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from docmill.document import Document
+from docmill.errors import FormatError
+from docmill.io._compress import check_compress, compress_bytes, decompress_bytes
+from docmill.io._files import (
+    BinaryReader,
+    atomic_output,
+    describe,
+    is_url,
+    legacy_suffixes,
+    open_input,
+)
+from docmill.io._format import FRAME_BYTES, FRAME_DOCS, FrameWriter, _approx_nbytes, read_docs
+
+if TYPE_CHECKING:
+    from docmill.array import DocumentArray
+
+__all__ = [
+    "PROTOCOLS",
+    "BinaryWriter",
+    "array_from_bytes",
+    "array_to_bytes",
+    "document_from_bytes",
+    "document_to_bytes",
+    "iter_binary",
+    "load_binary",
+    "save_binary",
+    "save_binary_stream",
+]
+
+#: every protocol name ``protocol=`` accepts
+PROTOCOLS = ("docmill", "protobuf", "protobuf-array", "pickle", "pickle-array")
+_DOC_PROTOCOLS = ("docmill", "protobuf", "pickle")
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def _check_protocol(protocol: Any, allowed: tuple[str, ...] = PROTOCOLS) -> str:
+    if isinstance(protocol, str) and protocol in allowed:
+        return protocol
+    raise ValueError(
+        f"protocol={protocol!r} is not supported; use one of: {', '.join(map(repr, allowed))}"
+    )
+
+
+def _check_bytes(data: Any) -> None:
+    if not isinstance(data, _BYTES):
+        raise TypeError(f"expected bytes, bytearray or memoryview, got {type(data).__name__}")
+
+
+# ---------------------------------------------------------------------- one Document
+def document_to_bytes(
+    doc: Document, protocol: str = "docmill", compress: str | None = None
+) -> bytes:
+    """One Document as bytes: 'docmill' (a one-Document docmill file), 'protobuf' or 'pickle'
+    (docarray 0.21's ``Document.to_bytes``)."""
+    protocol = _check_protocol(protocol, _DOC_PROTOCOLS)
+    compress = check_compress(compress)
+    if not isinstance(doc, Document):
+        raise TypeError(f"expected a Document, got {type(doc).__name__}")
+    if protocol == "docmill":
+        pieces: list[Any] = []
+        w = FrameWriter(pieces.append, compress)
+        w.write_docs([doc], parallel=False)
+        w.close()
+        return b"".join(pieces)
+    from docmill.io._legacy import doc_dumps
+
+    return compress_bytes(doc_dumps(doc, protocol), compress)
+
+
+def document_from_bytes(
+    data: bytes, protocol: str = "docmill", compress: str | None = None
+) -> Document:
+    """Inverse of :func:`document_to_bytes` (docmill data records its own compression)."""
+    protocol = _check_protocol(protocol, _DOC_PROTOCOLS)
+    compress = check_compress(compress)
+    _check_bytes(data)
+    if protocol == "docmill":
+        docs = list(read_docs(BinaryReader(data), expect_eof=True))
+        if len(docs) != 1:
+            raise FormatError(
+                f"the data holds {len(docs)} Documents, expected 1 "
+                "(use DocumentArray.from_bytes for arrays)"
+            )
+        return docs[0]
+    from docmill.io._legacy import doc_loads
+
+    return doc_loads(decompress_bytes(data, compress), protocol)
+
+
+# ---------------------------------------------------------------------- writing
+class BinaryWriter:
+    """Writes Documents to ``file`` as they come, without holding them all::
+
+        with docmill.io.BinaryWriter("out.docmill", compress="lz4") as w:
+            w.write_all(da.map(embed))    # compressed on worker threads
+            w.write(extra_doc)
+
+    ``file``: a path or fsspec URL (written atomically: nothing appears there
+    unless the ``with`` block succeeds) or a binary file object (written in
+    place, left open). ``count`` is the number of Documents written. For
+    'pickle-array' the Documents are collected and pickled at the end.
+    """
+
+    def __init__(self, file: Any, protocol: str = "docmill", compress: str | None = None) -> None:
+        suffix_protocol, suffix_compress = legacy_suffixes(file)
+        self.protocol = _check_protocol(suffix_protocol or protocol)
+        self.compress = check_compress(suffix_compress or compress)
+        self._file = file
+        self._ctx: Any = None
+        self._writer: Any = None
+        self._pending: list[Document] = []
+        self._pending_bytes = 0
+
+    # -- lifecycle
+    def __enter__(self) -> BinaryWriter:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort(exc_type, exc, tb)
+
+    def open(self) -> None:
+        """Open the destination (done by ``with``)."""
+        if self._ctx is not None:
+            raise RuntimeError("this BinaryWriter is already open")
+        self._ctx = atomic_output(self._file)
+        f = self._ctx.__enter__()
+        try:
+            self._writer = _make_writer(f, self.protocol, self.compress)
+        except BaseException as e:
+            self._ctx.__exit__(type(e), e, e.__traceback__)
+            raise
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        if self._writer is None:
+            raise RuntimeError("this BinaryWriter is not open")
+        try:
+            self._flush()
+            self._writer.close()
+        except BaseException as e:
+            self.abort(type(e), e, e.__traceback__)
+            raise
+        ctx, self._ctx, self._writer = self._ctx, None, None
+        ctx.__exit__(None, None, None)
+
+    def abort(self, exc_type: Any = None, exc: Any = None, tb: Any = None) -> None:
+        """Drop everything written (the destination is left as it was)."""
+        ctx, self._ctx, self._writer = self._ctx, None, None
+        if ctx is not None:
+            err = exc or RuntimeError("BinaryWriter aborted")
+            try:
+                ctx.__exit__(exc_type or type(err), err, tb)
+            except BaseException as e:
+                if e is not err:
+                    raise
+
+    @property
+    def count(self) -> int:
+        """Documents written so far."""
+        return (self._writer.count if self._writer is not None else 0) + len(self._pending)
+
+    # -- writing
+    def write(self, doc: Document) -> None:
+        """Add one Document."""
+        if self._writer is None:
+            raise RuntimeError("open the BinaryWriter first (use it in a 'with' block)")
+        if not isinstance(doc, Document):
+            raise TypeError(f"expected a Document, got {type(doc).__name__}")
+        self._pending.append(doc)
+        self._pending_bytes += _approx_nbytes(doc)
+        if self._pending_bytes >= FRAME_BYTES or len(self._pending) >= FRAME_DOCS:
+            self._flush()
+
+    def write_all(self, docs: Iterable[Document]) -> int:
+        """Add every Document of ``docs`` (any iterable, consumed lazily; with compression,
+        frames are compressed in parallel while earlier ones are written). Returns how many."""
+        if self._writer is None:
+            raise RuntimeError("open the BinaryWriter first (use it in a 'with' block)")
+        self._flush()
+        before = self._writer.count
+        self._writer.write_docs(docs)
+        return self._writer.count - before
+
+    def _flush(self) -> None:
+        if self._pending:
+            docs, self._pending, self._pending_bytes = self._pending, [], 0
+            self._writer.write_docs(docs, parallel=False)
+
+
+def _make_writer(f: Any, protocol: str, compress: str | None) -> Any:
+    if protocol == "docmill":
+        return FrameWriter(f.write, compress)
+    from docmill.io._legacy import ArrayWriter, StreamWriter
+
+    if protocol in ("protobuf", "pickle"):
+        return StreamWriter(f, protocol, compress)
+    return ArrayWriter(f, protocol, compress)
+
+
+def save_binary_stream(
+    docs: Iterable[Document], file: Any, protocol: str = "docmill", compress: str | None = None
+) -> int:
+    """Write an iterable of Documents (e.g. a ``map`` result) to ``file`` without collecting
+    it; returns how many were written. Atomic for paths and URLs."""
+    with BinaryWriter(file, protocol=protocol, compress=compress) as w:
+        w.write_all(docs)
+        return w.count
+
+
+def save_binary(
+    da: Iterable[Document], file: Any, protocol: str = "docmill", compress: str | None = None
+) -> None:
+    """Write ``da`` to ``file`` (path, fsspec URL or binary file object), atomically.
+
+    As in docarray 0.21, suffixes of a path naming a protocol or compression
+    (``data.protobuf.lz4``) take precedence over the arguments.
+    """
+    save_binary_stream(da, file, protocol=protocol, compress=compress)
+
+
+def array_to_bytes(
+    da: Iterable[Document], protocol: str = "docmill", compress: str | None = None
+) -> bytes:
+    """The bytes :func:`save_binary` would write."""
+    protocol = _check_protocol(protocol)
+    compress = check_compress(compress)
+    if protocol == "docmill":
+        # the pieces (headers, metadata, views of the arrays) are joined once, at the end
+        pieces: list[Any] = []
+        w = FrameWriter(pieces.append, compress)
+        w.write_docs(da)
+        w.close()
+        return b"".join(pieces)
+    buf = io.BytesIO()
+    w2 = _make_writer(buf, protocol, compress)
+    w2.write_docs(da)
+    w2.close()
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------- reading
+def _iter_source(
+    source: Any, protocol: str, compress: str | None, expect_eof: bool
+) -> Iterator[Document]:
+    if protocol == "docmill":
+        return read_docs(BinaryReader(source), expect_eof)
+    from docmill.io._legacy import read_array, read_stream
+
+    if isinstance(source, _BYTES):
+        if bytes(memoryview(source)[:8]) == b"\x89DOCMILL":
+            raise FormatError(
+                f"this is a docmill file, not protocol {protocol!r}: load it with protocol='docmill'"
+            )
+        if protocol in ("protobuf", "pickle"):
+            return read_stream(BinaryReader(source), protocol, compress, expect_eof)
+        return read_array(io.BytesIO(source), protocol, compress, expect_eof)
+    if protocol in ("protobuf", "pickle"):
+        return read_stream(BinaryReader(source), protocol, compress, expect_eof)
+    return read_array(source, protocol, compress, expect_eof)
+
+
+def iter_binary(
+    file: Any, protocol: str = "docmill", compress: str | None = None
+) -> Iterator[Document]:
+    """Yield the Documents of ``file`` (bytes, path, fsspec URL or binary file object) one at a
+    time; memory stays bounded by one frame ('docmill') or one Document (legacy protocols;
+    'pickle-array' loads whole). The file is closed when the iterator ends or is closed.
+
+    As in docarray 0.21, suffixes of a path naming a protocol or compression
+    (``data.protobuf.lz4``) take precedence over the arguments.
+    """
+    protocol = _check_protocol(protocol)
+    compress = check_compress(compress)
+    if isinstance(file, _BYTES):
+        return _iter_source(file, protocol, compress, expect_eof=True)
+    own = not hasattr(file, "read")  # a path or URL: we open it, and own the whole file
+    if own:
+        if not isinstance(file, str | os.PathLike):
+            raise TypeError(
+                f"file must be bytes, a path, an fsspec URL or a binary file object, "
+                f"got {type(file).__name__}"
+            )
+        suffix_protocol, suffix_compress = legacy_suffixes(file)
+        protocol = _check_protocol(suffix_protocol or protocol)
+        compress = suffix_compress or compress
+        if not is_url(file) and not os.path.exists(file):
+            raise FileNotFoundError(f"no such file: {os.fspath(file)!r}")
+    return _iter_file(file, protocol, compress, own)
+
+
+def _iter_file(file: Any, protocol: str, compress: str | None, own: bool) -> Iterator[Document]:
+    with open_input(file) as f:
+        try:
+            yield from _iter_source(f, protocol, compress, expect_eof=own)
+        except FormatError as e:
+            raise FormatError(f"{describe(file)}: {e}") from e
+
+
+def array_from_bytes(
+    data: bytes, protocol: str = "docmill", compress: str | None = None
+) -> DocumentArray:
+    """Inverse of :func:`array_to_bytes`. A ``bytearray`` (or writable memoryview) is decoded
+    without copying: the arrays of the result are views into it."""
+    from docmill.array import DocumentArray
+
+    _check_bytes(data)
+    return DocumentArray(iter_binary(data, protocol=protocol, compress=compress))
+
+
+def load_binary(
+    file: Any,
+    protocol: str = "docmill",
+    compress: str | None = None,
+    streaming: bool = False,
+) -> DocumentArray | Iterator[Document]:
+    """Read what :func:`save_binary` wrote; ``streaming=True`` returns :func:`iter_binary`."""
+    it = iter_binary(file, protocol=protocol, compress=compress)
+    if streaming:
+        return it
+    from docmill.array import DocumentArray
+
+    return DocumentArray(it)

@@ -1,0 +1,281 @@
+"""Documents <-> one docmill frame payload: msgpack metadata plus raw array memory.
+
+Payload layout (all integers little-endian)::
+
+    u32 meta_len | meta: msgpack array of Document maps | zero pad to 32
+    | buffer area: each ndarray's bytes (and each large blob) at a 32-aligned
+      offset, zero-padded to 32
+
+A Document map holds only the fields that are set, keyed by field name
+(``FIELDS``); ``chunks``/``matches`` are arrays of Document maps. Values are
+plain msgpack, plus four extension types:
+
+====  ==========  =====================================================
+code  type        ext data (msgpack)
+====  ==========  =====================================================
+1     ndarray     ``[descr, shape, fortran, offset, nbytes]``: ``descr`` is
+                  ``dtype.str`` (or numpy's descr list for structured
+                  dtypes); the bytes are at ``offset`` in the buffer area,
+                  C order (Fortran order when ``fortran`` is true)
+2     tuple       msgpack array of the items (so tuples stay tuples)
+3     big int     decimal text of an int outside the 64-bit range
+4     bytes       ``[offset, nbytes]`` in the buffer area (blobs > 4 KiB)
+====  ==========  =====================================================
+
+Decoding is zero-copy for arrays: ``np.frombuffer`` over the (writable)
+payload buffer, so arrays come out writable and share the frame's memory.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+import numpy as np
+from numpy.lib import format as npformat
+
+from docmill.document import FIELDS, Document
+from docmill.errors import FormatError
+
+__all__ = ["ALIGN", "decode_payload", "encode_payload"]
+
+ALIGN = 32
+_INLINE_BYTES = 4096  # blobs up to this size stay inside the msgpack metadata
+EXT_NDARRAY, EXT_TUPLE, EXT_BIGINT, EXT_BYTES = 1, 2, 3, 4
+
+_ZEROS = bytes(ALIGN)
+_U32 = struct.Struct("<I")
+_FIELD_INDEX = {f: i for i, f in enumerate(FIELDS)}
+_NESTED = frozenset(("chunks", "matches"))
+_DICTS = frozenset(("tags", "evaluations", "scores"))
+_N_FIELDS = len(FIELDS)
+
+
+def _pad(n: int) -> int:
+    return -n % ALIGN
+
+
+# ---------------------------------------------------------------------- encoding
+class _Builder:
+    """Packs Document maps; arrays met on the way go to the buffer area."""
+
+    def __init__(self) -> None:
+        self.pieces: list[Any] = []
+        self.area = 0
+        self.packer = msgpack.Packer(default=self._default, strict_types=True, autoreset=True)
+
+    def _add(self, buf: Any, nbytes: int) -> int:
+        offset = self.area
+        self.pieces.append(buf)
+        pad = _pad(nbytes)
+        if pad:
+            self.pieces.append(_ZEROS[:pad])
+        self.area += nbytes + pad
+        return offset
+
+    def _array(self, a: np.ndarray) -> msgpack.ExtType:
+        dt = a.dtype
+        if dt.hasobject:
+            raise TypeError(
+                f"ndarray of dtype {dt} holds Python objects, which the 'docmill' protocol "
+                "stores only as raw memory; convert it (e.g. .astype(str)) or use protocol='pickle'"
+            )
+        fortran = not a.flags.c_contiguous and a.flags.f_contiguous
+        data = a.T if fortran else np.ascontiguousarray(a)
+        offset = 0
+        if a.nbytes:
+            offset = self._add(memoryview(data.reshape(-1).view(np.uint8)), a.nbytes)
+        descr = dt.str if dt.fields is None else npformat.dtype_to_descr(dt)
+        meta = [descr, list(a.shape), fortran, offset, a.nbytes]
+        return msgpack.ExtType(EXT_NDARRAY, msgpack.packb(meta))
+
+    def _default(self, obj: Any) -> Any:
+        # strict_types=True sends every non-exact builtin here, so tuples keep their type
+        if isinstance(obj, np.ndarray):
+            return self._array(obj)
+        if isinstance(obj, tuple):
+            return msgpack.ExtType(EXT_TUPLE, self._nested(list(obj)))
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if type(obj) is int:  # only ints outside msgpack's 64-bit range get here
+            return msgpack.ExtType(EXT_BIGINT, str(obj).encode())
+        for base in (int, dict, list, str, float, bytes):
+            if isinstance(obj, base):  # subclasses: IntEnum, OrderedDict, defaultdict...
+                return base(obj)
+        if isinstance(obj, memoryview):
+            return obj.tobytes()
+        if hasattr(obj, "__array__"):  # torch / tensorflow / jax arrays come back as numpy
+            return self._array(np.asarray(obj))
+        raise TypeError(
+            f"cannot store a {type(obj).__name__} with the 'docmill' protocol "
+            "(it stores JSON-like values, bytes, tuples and ndarrays); use protocol='pickle'"
+        )
+
+    def _nested(self, value: Any) -> bytes:
+        return msgpack.packb(value, default=self._default, strict_types=True)
+
+    def doc_map(self, doc: Document) -> dict[str, Any]:
+        m: dict[str, Any] = {}
+        for name, v in zip(FIELDS, doc._get_state(), strict=True):
+            if v is None:
+                continue
+            if name in _NESTED:
+                if len(v):
+                    m[name] = [self.doc_map(c) for c in v]
+            elif name in _DICTS:
+                if v:
+                    m[name] = v
+            elif name == "blob" and type(v) is bytes and len(v) > _INLINE_BYTES:
+                m[name] = msgpack.ExtType(EXT_BYTES, msgpack.packb([self._add(v, len(v)), len(v)]))
+            else:
+                m[name] = v
+        return m
+
+
+def encode_payload(docs: Sequence[Document]) -> tuple[list[Any], int]:
+    """``(pieces, size)``: the payload of one frame as buffers to write in order.
+
+    The pieces include views of the Documents' arrays: write them before the
+    arrays change. A Document that cannot be stored raises ``TypeError`` naming
+    its index, id and field.
+    """
+    b = _Builder()
+    meta = [b.packer.pack_array_header(len(docs))]
+    for i, d in enumerate(docs):
+        try:
+            meta.append(b.packer.pack(b.doc_map(d)))
+        except Exception as e:
+            raise _explain(e, i, d) from e
+    meta_bytes = b"".join(meta)
+    head = _U32.pack(len(meta_bytes))
+    pad = _pad(len(head) + len(meta_bytes))
+    pieces = [head, meta_bytes, _ZEROS[:pad], *b.pieces]
+    return pieces, len(head) + len(meta_bytes) + pad + b.area
+
+
+def _explain(e: Exception, index: int, doc: Any) -> Exception:
+    """Re-raise a packing error naming the Document and (found by retrying) the field."""
+    if not isinstance(doc, Document):
+        return TypeError(f"item {index} is a {type(doc).__name__}, not a Document")
+    field = "?"
+    for name in FIELDS:
+        try:
+            _Builder().packer.pack(getattr(doc, name))
+        except Exception:
+            field = name
+            break
+    return type(e)(f"Document {index} (id {doc.id!r}), field {field!r}: {e}")
+
+
+# ---------------------------------------------------------------------- decoding
+def decode_payload(payload: bytearray | memoryview, count: int) -> list[Document]:
+    """The ``count`` Documents of one frame payload (arrays are views into ``payload``).
+
+    Any inconsistency raises :class:`FormatError` (the caller adds the offset).
+    """
+    view = memoryview(payload)
+    if len(view) < 4:
+        raise FormatError(f"payload of {len(view)} bytes is too short")
+    (meta_len,) = _U32.unpack_from(view)
+    start = 4 + meta_len
+    if start > len(view):
+        raise FormatError(f"metadata length {meta_len} exceeds the payload ({len(view)} bytes)")
+    area = view[start + _pad(start) :]
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        if code == EXT_NDARRAY:
+            return _array_from(msgpack.unpackb(data), area)
+        if code == EXT_TUPLE:
+            return tuple(_unpack(data, ext_hook))
+        if code == EXT_BIGINT:
+            return int(data.decode("ascii"))
+        if code == EXT_BYTES:
+            offset, nbytes = msgpack.unpackb(data)
+            _check_range(offset, nbytes, len(area))
+            return bytes(area[offset : offset + nbytes])
+        raise FormatError(f"unknown msgpack extension type {code}")
+
+    try:
+        maps = _unpack(view[4:start], ext_hook)
+        if not isinstance(maps, list) or len(maps) != count:
+            raise FormatError(
+                f"metadata holds {_len(maps)} Documents, the frame header says {count}"
+            )
+        return [_doc_from(m) for m in maps]
+    except FormatError:
+        raise
+    except Exception as e:  # msgpack / numpy errors on corrupt input
+        raise FormatError(f"bad metadata ({type(e).__name__}: {e})") from e
+
+
+def _unpack(data: Any, ext_hook: Any) -> Any:
+    return msgpack.unpackb(data, ext_hook=ext_hook, raw=False, strict_map_key=False)
+
+
+def _len(x: Any) -> str:
+    return str(len(x)) if isinstance(x, list) else f"a {type(x).__name__}, not"
+
+
+def _check_range(offset: Any, nbytes: Any, size: int) -> None:
+    if not (isinstance(offset, int) and isinstance(nbytes, int)):
+        raise FormatError("buffer reference is not a pair of ints")
+    if offset < 0 or nbytes < 0 or offset + nbytes > size:
+        raise FormatError(
+            f"buffer [{offset}, {offset + nbytes}) lies outside the {size}-byte buffer area"
+        )
+
+
+def _descr(x: Any) -> Any:
+    """msgpack turned numpy's descr tuples into lists; turn them back."""
+    if isinstance(x, str):
+        return x
+    out = []
+    for field in x:
+        name, typ, *shape = field
+        out.append(
+            (tuple(name) if isinstance(name, list) else name, _descr(typ), *map(tuple, shape))
+        )
+    return out
+
+
+def _array_from(meta: Any, area: memoryview) -> np.ndarray:
+    descr, shape, fortran, offset, nbytes = meta
+    dtype = np.dtype(descr) if isinstance(descr, str) else npformat.descr_to_dtype(_descr(descr))
+    if dtype.hasobject:
+        raise FormatError(f"ndarray dtype {dtype} holds Python objects")
+    shape = tuple(shape)
+    count = math.prod(shape)
+    if any(not isinstance(s, int) or s < 0 for s in shape) or nbytes != count * dtype.itemsize:
+        raise FormatError(f"ndarray of shape {shape} and dtype {dtype} cannot hold {nbytes} bytes")
+    _check_range(offset, nbytes, len(area))
+    if nbytes == 0:
+        return np.empty(shape, dtype)
+    a = np.frombuffer(area, dtype, count, offset)
+    return a.reshape(shape[::-1]).T if fortran else a.reshape(shape)
+
+
+def _doc_from(m: Any) -> Document:
+    if type(m) is not dict:
+        raise FormatError(f"a Document entry is a {type(m).__name__}, expected a map")
+    state: list[Any] = [None] * _N_FIELDS
+    for k, v in m.items():
+        i = _FIELD_INDEX.get(k)
+        if i is None:
+            raise FormatError(f"unknown Document field {k!r}")
+        if k in _NESTED:
+            if not isinstance(v, list):
+                raise FormatError(f"field {k!r} is a {type(v).__name__}, expected an array")
+            from docmill.array import DocumentArray
+
+            v = DocumentArray([_doc_from(c) for c in v])
+        elif k in _DICTS and not isinstance(v, dict):
+            raise FormatError(f"field {k!r} is a {type(v).__name__}, expected a map")
+        state[i] = v
+    if not isinstance(state[0], str):
+        raise FormatError("a Document entry has no string 'id'")
+    d = Document.__new__(Document)
+    d._set_state(tuple(state))
+    return d

@@ -1,0 +1,279 @@
+"""Where bytes come from and go to: local paths, binary file objects, fsspec URLs.
+
+Writes are atomic: nothing appears at the destination until everything was
+written.
+
+- local path (or ``file://`` URL): a temporary file ``.<name>.<random>.tmp`` in
+  the same directory, flushed and ``fsync``-ed, then ``os.replace``-d over the
+  destination (atomic on POSIX). On any error the temporary file is removed
+  and an existing destination is left untouched. An existing destination's
+  permission bits are kept.
+- other fsspec URLs (``memory://``, ``s3://``, ...): written to a temporary
+  sibling name, then moved with ``fs.mv``. That is atomic where the filesystem's
+  move is (memory, local); object stores implement it as copy + delete, but the
+  destination object still only appears once complete.
+- a file object: written in place (the caller owns it; it is not closed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import stat
+import uuid
+from collections.abc import Iterator
+from pathlib import PurePath
+from typing import IO, Any
+
+from docmill.errors import FormatError
+
+__all__ = [
+    "BinaryReader",
+    "atomic_output",
+    "describe",
+    "is_url",
+    "legacy_suffixes",
+    "open_input",
+]
+
+
+def is_url(file: Any) -> bool:
+    """True for strings like ``memory://x`` or ``s3://bucket/key`` (handled by fsspec)."""
+    return isinstance(file, str) and "://" in file
+
+
+def describe(file: Any) -> str:
+    """A short name for messages."""
+    if isinstance(file, str | PurePath):
+        return repr(os.fspath(file))
+    name = getattr(file, "name", None)
+    return repr(name) if isinstance(name, str) else f"<{type(file).__name__}>"
+
+
+def legacy_suffixes(file: Any) -> tuple[str | None, str | None]:
+    """``(protocol, compress)`` named by a path's suffixes, as docarray 0.21 read them.
+
+    ``data.protobuf.lz4`` -> ``('protobuf', 'lz4')``; ``data.bin`` -> ``(None, None)``.
+    """
+    from docmill.io._compress import CODEC_IDS
+
+    if not isinstance(file, str | PurePath):
+        return None, None
+    protocol = compress = None
+    for suffix in PurePath(os.fspath(file)).suffixes:
+        s = suffix[1:]
+        if s in ("docmill", "protobuf", "protobuf-array", "pickle", "pickle-array"):
+            protocol = s
+        elif s in CODEC_IDS:
+            compress = s
+    return protocol, compress
+
+
+def _check_binary_reader(f: Any, what: Any) -> None:
+    if isinstance(f, io.TextIOBase) or not hasattr(f, "read"):
+        raise TypeError(
+            f"{describe(what)} must be a path, an fsspec URL or a binary file object opened "
+            f"with 'rb'; got {type(f).__name__}"
+        )
+
+
+def _check_binary_writer(f: Any, what: Any) -> None:
+    if isinstance(f, io.TextIOBase) or not hasattr(f, "write"):
+        raise TypeError(
+            f"{describe(what)} must be a path, an fsspec URL or a binary file object opened "
+            f"with 'wb'; got {type(f).__name__}"
+        )
+
+
+@contextlib.contextmanager
+def open_input(file: Any) -> Iterator[IO[bytes]]:
+    """Open ``file`` (path, fsspec URL or binary file object) for reading bytes.
+
+    A file object is used as is and not closed.
+    """
+    if is_url(file):
+        import fsspec
+
+        try:
+            of = fsspec.open(file, "rb")
+            f = of.open()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no such file: {file!r}") from None
+        try:
+            yield f
+        finally:
+            f.close()
+    elif isinstance(file, str | PurePath):
+        try:
+            f = open(file, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no such file: {os.fspath(file)!r}") from None
+        with f:
+            yield f
+    else:
+        _check_binary_reader(file, file)
+        yield file
+
+
+@contextlib.contextmanager
+def atomic_output(file: Any) -> Iterator[IO[bytes]]:
+    """A binary file object whose content replaces ``file`` only if the block succeeds."""
+    if is_url(file):
+        import fsspec.core
+        from fsspec.implementations.local import LocalFileSystem
+
+        fs, path = fsspec.core.url_to_fs(file)
+        if isinstance(fs, LocalFileSystem):
+            with _atomic_local(path) as f:
+                yield f
+            return
+        with _atomic_fsspec(fs, path) as f:
+            yield f
+    elif isinstance(file, str | PurePath):
+        with _atomic_local(os.fspath(file)) as f:
+            yield f
+    else:
+        _check_binary_writer(file, file)
+        yield file
+
+
+@contextlib.contextmanager
+def _atomic_local(path: str) -> Iterator[IO[bytes]]:
+    directory, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} does not exist")
+    tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+    # O_EXCL: never reuse somebody's file; mode 0o666 lets the umask decide, like open()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    f = os.fdopen(fd, "wb")
+    try:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        os.replace(tmp, path)
+    except BaseException:
+        f.close()
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _atomic_fsspec(fs: Any, path: str) -> Iterator[IO[bytes]]:
+    tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        with fs.open(tmp, "wb") as f:
+            yield f
+        fs.mv(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if fs.exists(tmp):
+                fs.rm(tmp)
+        raise
+
+
+_CHUNK = 64 << 20
+
+
+class BinaryReader:
+    """Exact-size reads with a running offset, over a file object or an in-memory buffer.
+
+    ``payload(n)`` returns *writable* memory, so arrays decoded from it can be
+    writable views: for a file a fresh ``bytearray`` filled with ``readinto``
+    (the one unavoidable copy); for a writable buffer (``bytearray``, writable
+    ``memoryview``) a slice of it, no copy at all; for ``bytes`` a copy of the
+    slice.
+    """
+
+    def __init__(self, source: Any, start: int = 0) -> None:
+        self.offset = start
+        if isinstance(source, bytes | bytearray | memoryview):
+            self._mem: memoryview | None = memoryview(source).cast("B")
+            self._file: Any = None
+        else:
+            self._mem = None
+            self._file = source
+            self._end: int | None = None
+            try:  # a seekable file's size lets bad lengths fail before any allocation
+                if source.seekable():
+                    pos = source.tell()
+                    self._end = source.seek(0, io.SEEK_END) - pos + start
+                    source.seek(pos)
+            except (AttributeError, OSError, ValueError):
+                self._end = None
+
+    def remaining(self) -> int | None:
+        """Bytes left when known (in-memory buffers, seekable files), else ``None``."""
+        if self._mem is not None:
+            return len(self._mem) - self.offset
+        return None if self._end is None else self._end - self.offset
+
+    def read(self, n: int, what: str) -> bytes:
+        """Exactly ``n`` bytes (small reads: headers); short -> :class:`FormatError`."""
+        return bytes(self.payload(n, what))
+
+    def read_some(self, n: int) -> bytes:
+        """Up to ``n`` bytes (fewer only at the end); used to probe for trailing data."""
+        if self._mem is not None:
+            out = bytes(self._mem[self.offset : self.offset + n])
+        else:
+            out = self._file.read(n) or b""
+        self.offset += len(out)
+        return out
+
+    def payload(self, n: int, what: str) -> bytearray | memoryview:
+        """Exactly ``n`` bytes as writable memory; short -> :class:`FormatError`."""
+        start = self.offset
+        if self._mem is not None:
+            end = start + n
+            if end > len(self._mem):
+                raise _truncated(what, n, len(self._mem) - start, start)
+            self.offset = end
+            view = self._mem[start:end]
+            return view if not view.readonly else bytearray(view)
+        left = self.remaining()
+        if left is not None and n > left:
+            raise _truncated(what, n, left, start)
+        if left is None and n > _CHUNK:
+            # unknown size: grow with the data actually there instead of trusting n
+            buf = bytearray()
+            while len(buf) < n:
+                chunk = self._file.read(min(_CHUNK, n - len(buf)))
+                if not chunk:
+                    break
+                buf += chunk
+            got = len(buf)
+        else:
+            buf = bytearray(n)
+            got = _readinto_exact(self._file, buf)
+        self.offset += got
+        if got != n:
+            raise _truncated(what, n, got, start)
+        return buf
+
+
+def _truncated(what: str, wanted: int, got: int, offset: int) -> FormatError:
+    return FormatError(
+        f"truncated data: {what} at offset {offset} needs {wanted} bytes, only {got} left"
+    )
+
+
+def _readinto_exact(f: Any, buf: bytearray) -> int:
+    """Fill ``buf`` from ``f`` (looping over short reads); returns the bytes read."""
+    view, n = memoryview(buf), 0
+    readinto = getattr(f, "readinto", None)
+    while n < len(buf):
+        if readinto is not None:
+            k = readinto(view[n:])
+        else:
+            chunk = f.read(len(buf) - n)
+            k = len(chunk) if chunk else 0
+            view[n : n + k] = chunk or b""
+        if not k:
+            break
+        n += k
+    return n

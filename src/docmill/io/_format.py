@@ -1,0 +1,262 @@
+"""The 'docmill' binary format: a header, then length-prefixed, checksummed frames.
+
+::
+
+    file         = header, frame*, end frame, [nothing]
+    header       (32 bytes)  magic b"\\x89DOCMILL" | version u16 | codec u8 | flags u8
+                             | 16 zero bytes | crc32 of the 28 bytes before   (u32)
+    frame header (32 bytes)  kind u8 | codec u8 | 2 zero bytes | count u32
+                             | stored_len u64 | raw_len u64
+                             | crc32 of the stored payload u32 | crc32 of the 28 bytes before u32
+    frame        = frame header, stored payload (stored_len bytes), zero pad to 32
+
+All integers are little-endian. ``kind`` 1 holds ``count`` Documents: its
+payload (see :mod:`docmill.io._docpack`) is compressed with the frame's
+``codec`` (0 none, 1 lz4, 2 zstd, 3 zlib, 4 gzip, 5 bz2, 6 lzma) to
+``stored_len`` bytes and decompresses to ``raw_len``. A frame that compression
+would not shrink is stored raw (codec 0), so incompressible tensors cost
+nothing to decode. ``kind`` 2 ends the file: count 0, no payload, and
+``raw_len`` holds the total number of Documents (so a file cut at a frame
+boundary is detected too). The header's codec is the writer's setting; each
+frame records what it really used, so readers never need a ``compress=``.
+
+Why this shape: frames make streaming possible both ways (write a ``map``
+result as it comes, read one frame at a time: memory is bounded by the frame
+size, ~8 MB or one large Document) and let compression run on several frames
+in parallel. Checksums in every header stop a flipped length from sending
+the reader off into a huge allocation; the payload checksum catches any other
+flipped byte. The 32-byte alignment of headers, payloads and buffers keeps
+ndarrays aligned when they are decoded as views of the file's bytes.
+
+Versions: readers keep a decoder per version they ever wrote; a newer file
+than the reader knows raises :class:`FormatError` asking to upgrade.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from docmill.document import Document
+from docmill.errors import FormatError
+from docmill.io._compress import CODEC_IDS, CODEC_NAMES, compress_pieces, decompress_exact
+from docmill.io._docpack import ALIGN, decode_payload, encode_payload
+from docmill.io._files import BinaryReader
+
+__all__ = [
+    "MAGIC",
+    "VERSION",
+    "EncodedFrame",
+    "FrameWriter",
+    "encode_frame",
+    "group_docs",
+    "read_docs",
+]
+
+MAGIC = b"\x89DOCMILL"
+VERSION = 1
+_SUPPORTED_VERSIONS = (1,)
+_HEADER = struct.Struct("<8sHBB16xI")
+_FRAME = struct.Struct("<BBxxIQQII")
+KIND_DOCS, KIND_END = 1, 2
+
+#: a frame is closed once its arrays/blobs reach this many bytes ...
+FRAME_BYTES = 8 << 20
+#: ... or it holds this many Documents
+FRAME_DOCS = 4096
+
+_ZEROS = bytes(ALIGN)
+
+#: an encoded frame: the buffers to write in order and their total size
+EncodedFrame = tuple[list[Any], int, int]
+
+
+def file_header(compress: str | None) -> bytes:
+    head = struct.pack("<8sHBB16x", MAGIC, VERSION, CODEC_IDS[compress], 0)
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def encode_frame(docs: Sequence[Document], compress: str | None, first: int = 0) -> EncodedFrame:
+    """Encode one frame of ``docs``: ``(buffers, nbytes, count)``; thread-safe.
+
+    ``first`` is the index of ``docs[0]`` in the whole stream (for error messages).
+    """
+    try:
+        pieces, raw_len = encode_payload(docs)
+    except (TypeError, ValueError) as e:
+        raise _renumber(e, first) from e
+    codec = 0
+    if compress is not None:
+        packed = compress_pieces(compress, pieces, raw_len)
+        if len(packed) < raw_len:  # else store raw: incompressible data decodes for free
+            pieces, codec = [packed], CODEC_IDS[compress]
+    stored_len = sum(memoryview(p).nbytes for p in pieces)
+    crc = 0
+    for p in pieces:
+        crc = zlib.crc32(p, crc)
+    head = _FRAME.pack(KIND_DOCS, codec, len(docs), stored_len, raw_len, crc, 0)[:-4]
+    pieces.insert(0, head + struct.pack("<I", zlib.crc32(head)))
+    pad = -stored_len % ALIGN
+    if pad:
+        pieces.append(_ZEROS[:pad])
+    return pieces, _FRAME.size + stored_len + pad, len(docs)
+
+
+def _renumber(e: Exception, first: int) -> Exception:
+    """Shift 'Document i' in a payload error by the frame's first index."""
+    msg = str(e)
+    if first and msg.startswith("Document "):
+        head, _, rest = msg[len("Document ") :].partition(" ")
+        if head.isdigit():
+            msg = f"Document {int(head) + first} {rest}"
+    return type(e)(msg)
+
+
+def _approx_nbytes(d: Document) -> int:
+    n = 64
+    for v in (d.tensor, d.embedding, d.blob, d.text):
+        if v is not None:
+            n += getattr(v, "nbytes", None) or (len(v) if isinstance(v, bytes | str) else 0)
+    for nested in (d._chunks, d._matches):
+        if nested:
+            n += sum(_approx_nbytes(c) for c in nested)
+    return n
+
+
+def group_docs(docs: Iterable[Document]) -> Iterator[tuple[list[Document], int]]:
+    """Split a stream of Documents into frames: ``(docs, index of the first)``."""
+    group: list[Document] = []
+    size = first = 0
+    for i, d in enumerate(docs):
+        group.append(d)
+        size += _approx_nbytes(d) if isinstance(d, Document) else 0
+        if size >= FRAME_BYTES or len(group) >= FRAME_DOCS:
+            yield group, first
+            group, size, first = [], 0, i + 1
+    if group:
+        yield group, first
+
+
+class FrameWriter:
+    """Writes a docmill stream through ``write`` (a file's ``write`` or ``list.append``).
+
+    ``write_docs`` may be called several times; :meth:`close` writes the end frame.
+    """
+
+    def __init__(self, write: Callable[[Any], Any], compress: str | None) -> None:
+        self._write = write
+        self.compress = compress
+        self.count = 0
+        self.nbytes = _HEADER.size
+        self._closed = False
+        write(file_header(compress))
+
+    def write_frame(self, frame: EncodedFrame) -> None:
+        pieces, nbytes, count = frame
+        for p in pieces:
+            self._write(p)
+        self.count += count
+        self.nbytes += nbytes
+
+    def write_docs(self, docs: Iterable[Document], parallel: bool = True) -> None:
+        """Encode and write ``docs``; with compression, frames are compressed on worker
+        threads while earlier ones are written (ordered, bounded look-ahead)."""
+        groups = group_docs(docs)
+        if self.compress is None or not parallel:
+            frames: Iterable[EncodedFrame] = (encode_frame(g, self.compress, i) for g, i in groups)
+        else:
+            from docmill.io._threads import ordered_thread_map
+
+            compress = self.compress
+            frames = ordered_thread_map(lambda gi: encode_frame(gi[0], compress, gi[1]), groups)
+        for f in frames:
+            self.write_frame(f)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        head = _FRAME.pack(KIND_END, 0, 0, 0, self.count, 0, 0)[:-4]
+        self._write(head + struct.pack("<I", zlib.crc32(head)))
+        self.nbytes += _FRAME.size
+
+
+# ---------------------------------------------------------------------- reading
+def read_header(r: BinaryReader) -> int:
+    """Check the file header; returns the version."""
+    raw = r.read(_HEADER.size, "the docmill file header")
+    magic, version, codec, flags, crc = _HEADER.unpack(raw)
+    if magic != MAGIC:
+        raise FormatError(
+            f"not a docmill file: expected the magic bytes {MAGIC!r} at offset 0, found "
+            f"{raw[:8]!r}; files written by docarray 0.21 load with protocol='protobuf', "
+            "'protobuf-array', 'pickle' or 'pickle-array' and their compress="
+        )
+    if crc != zlib.crc32(raw[:-4]):
+        raise FormatError("corrupt docmill file header at offset 0: checksum mismatch")
+    if version not in _SUPPORTED_VERSIONS:
+        raise FormatError(
+            f"docmill file version {version} at offset 8 is not supported: this docmill reads "
+            f"versions {', '.join(map(str, _SUPPORTED_VERSIONS))}; upgrade docmill to read it"
+        )
+    if codec not in CODEC_NAMES:
+        raise FormatError(f"unknown compression code {codec} in the file header at offset 10")
+    if flags:
+        raise FormatError(f"unknown flags {flags:#04x} in the file header at offset 11")
+    return version
+
+
+def read_docs(r: BinaryReader, expect_eof: bool) -> Iterator[Document]:
+    """Yield the Documents of a docmill stream, one frame in memory at a time.
+
+    ``expect_eof``: data after the end frame is an error (paths, bytes); for a
+    caller's file object reading stops right after the end frame.
+    """
+    read_header(r)
+    seen = 0
+    while True:
+        at = r.offset
+        raw = r.read(_FRAME.size, "a frame header")
+        kind, codec, count, stored_len, raw_len, crc, head_crc = _FRAME.unpack(raw)
+        if head_crc != zlib.crc32(raw[:-4]):
+            raise FormatError(f"corrupt frame header at offset {at}: checksum mismatch")
+        if kind == KIND_END:
+            if raw_len != seen:
+                raise FormatError(
+                    f"end frame at offset {at} says {raw_len} Documents, the file holds {seen}"
+                )
+            if expect_eof and r.read_some(1):
+                raise FormatError(f"unexpected data after the end frame, at offset {r.offset - 1}")
+            return
+        if kind != KIND_DOCS:
+            raise FormatError(f"unknown frame kind {kind} at offset {at}; expected 1 or 2")
+        if codec not in CODEC_NAMES:
+            raise FormatError(f"unknown compression code {codec} in the frame at offset {at}")
+        left = r.remaining()
+        if left is not None and stored_len > left:
+            raise FormatError(
+                f"truncated data: the frame at offset {at} needs {stored_len} bytes, "
+                f"only {left} left"
+            )
+        payload = r.payload(stored_len, f"the payload of the frame at offset {at}")
+        if zlib.crc32(payload) != crc:
+            raise FormatError(
+                f"corrupt frame at offset {at}: payload checksum mismatch "
+                f"(bytes {at + _FRAME.size}..{at + _FRAME.size + stored_len} changed)"
+            )
+        pad = -stored_len % ALIGN
+        if pad:
+            r.read(pad, f"the padding of the frame at offset {at}")
+        name = CODEC_NAMES[codec]
+        try:
+            if name is not None:
+                payload = decompress_exact(name, payload, raw_len)
+            elif raw_len != stored_len:
+                raise FormatError(f"raw frame says {raw_len} bytes but stores {stored_len}")
+            docs = decode_payload(payload, count)
+        except FormatError as e:
+            raise FormatError(f"bad frame at offset {at}: {e}") from e
+        seen += count
+        yield from docs

@@ -1,0 +1,123 @@
+"""The chunk runner: what a worker executes for one task.
+
+A task is a list of items (a *chunk*). The runner calls the user's function on
+each item and returns ``(results, seconds, error)``:
+
+- ``results``: the return values, in order, up to the first failing item;
+- ``seconds``: how long the chunk took in the worker (the streaming core sizes
+  later chunks from it);
+- ``error``: ``None``, or ``(position, exception, traceback_text)`` for the first
+  item whose function raised. The rest of the chunk is skipped: the core
+  cancels the whole map on the first error anyway.
+
+Per-item errors travel as values, not as a failed task, so the core knows which
+item failed and still gets the results before it. In a worker *process* the
+exception is test-pickled first; one that does not survive pickling is replaced
+by :class:`UnpicklableError` carrying its type name and message, so a bad
+exception class can never break the result pipe.
+
+This module is imported in every worker process: keep its imports light.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+import traceback
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+__all__ = ["ChunkRunner", "UnpicklableError", "call_pickled", "worker_state"]
+
+_local = threading.local()
+
+
+def worker_state() -> dict[str, Any]:
+    """A dict private to the worker that calls it (thread or process), for state built
+    once per worker, typically by an ``initializer``::
+
+        def load():
+            worker_state()["model"] = load_model()
+
+        def embed(d):
+            d.embedding = worker_state()["model"](d.tensor)
+
+        da.apply(embed, backend="process", initializer=load)
+
+    Each worker thread, each worker process, and the caller (``backend='serial'``)
+    sees its own dict; it lives as long as the worker.
+    """
+    state = getattr(_local, "state", None)
+    if state is None:
+        state = _local.state = {}
+    return state
+
+
+class UnpicklableError(RuntimeError):
+    """Stands in for a worker exception that could not be pickled back to the caller."""
+
+
+class ChunkRunner:
+    """Callable run by workers: ``runner(items) -> (results, seconds, error)``."""
+
+    __slots__ = ("_pid", "func")
+
+    def __init__(self, func: Callable[[Any], Any]) -> None:
+        self.func = func
+        # A worker in another process (fork or spawn) sees a different pid: only
+        # then must exceptions survive pickling.
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> tuple:
+        return (self.func, self._pid)
+
+    def __setstate__(self, state: tuple) -> None:
+        self.func, self._pid = state
+
+    def __call__(self, items: list) -> tuple[list, float, tuple | None]:
+        out: list = []
+        t0 = perf_counter()
+        try:
+            # list.extend over map() runs the loop in C; on an exception the
+            # results appended so far stay, so len(out) is the failing position.
+            out.extend(map(self.func, items))
+        except Exception as e:
+            seconds = perf_counter() - t0
+            tb = "".join(traceback.format_exception(e))
+            if os.getpid() != self._pid:
+                e = _picklable(e)
+            return out, seconds, (len(out), e, tb)
+        return out, perf_counter() - t0, None
+
+
+def _picklable(e: BaseException) -> BaseException:
+    """``e`` itself when it survives a pickle round trip, else an :class:`UnpicklableError`."""
+    try:
+        back = pickle.loads(pickle.dumps(e, protocol=pickle.HIGHEST_PROTOCOL))
+        if type(back) is type(e):
+            return e
+        why = f"it came back as {type(back).__name__}"
+    except Exception as pe:
+        why = f"{type(pe).__name__}: {pe}"
+    return UnpicklableError(
+        f"{type(e).__module__}.{type(e).__qualname__}: {e} "
+        f"(the original exception could not be sent back from the worker: {why})"
+    )
+
+
+# ---------------------------------------------------------------------------
+# For user-supplied process pools, which pickle tasks with the standard pickler:
+# the runner travels as cloudpickle bytes and is rebuilt once per worker process.
+_cache: tuple[bytes, ChunkRunner] | None = None
+
+
+def call_pickled(blob: bytes, items: list) -> tuple[list, float, tuple | None]:
+    """Run ``cloudpickle.loads(blob)(items)``, unpickling ``blob`` once per worker."""
+    global _cache
+    if _cache is None or _cache[0] != blob:
+        import cloudpickle
+
+        _cache = (blob, cloudpickle.loads(blob))
+    return _cache[1](items)

@@ -1,0 +1,427 @@
+"""The process backend: crashes, timeouts, recycling, initializers, Ctrl-C, leaks.
+
+The behaviour every backend shares (order, laziness, errors with ids, ...) is in
+tests/test_parallel.py; this file covers what only worker *processes* can do
+wrong. Most cases use fork (fast); a few repeat under spawn, which must behave
+the same but starts each worker in a fresh interpreter (~0.3 s).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import multiprocessing
+import multiprocessing.resource_tracker
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import CancelledError
+
+import psutil
+import pytest
+
+from docmill import Document, DocumentArray, WorkerCrashed, parallel
+from docmill.errors import RemoteTraceback
+from docmill.parallel import Options, worker_state
+from docmill.parallel.process import ProcessBackend
+
+pytestmark = pytest.mark.timeout(60)
+
+FORK_SPAWN = ["fork", "spawn"]
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def no_leaks():
+    """Nothing a map started — process, thread or file descriptor — outlives it."""
+    multiprocessing.resource_tracker.ensure_running()  # started once by the first spawn
+    before = (_fds(), threading.active_count())
+    yield
+    deadline = time.monotonic() + 3
+    while True:
+        gc.collect()
+        now = (_fds(), threading.active_count())
+        children = multiprocessing.active_children()
+        if (now == before and not children) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not children, f"worker processes left running: {children}"
+    assert now[1] == before[1], f"threads left running: {threading.enumerate()}"
+    assert now[0] == before[0], f"file descriptors leaked: {before[0]} -> {now[0]}"
+
+
+def backend(**kw) -> ProcessBackend:
+    kw.setdefault("num_worker", 1)
+    kw.setdefault("start_method", "fork")
+    return ProcessBackend(Options(backend="process", **kw))
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_gone(pids, seconds: float = 3.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if not _gone(p)]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    return alive
+
+
+# ---------------------------------------------------------------------- the basics
+@pytest.mark.parametrize("method", FORK_SPAWN)
+def test_closures_run_in_worker_processes(method, no_leaks):
+    k = 3
+
+    def probe(x):  # a closure: shipped with cloudpickle, under spawn too
+        return x * k, os.getpid(), signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+    out = list(parallel.map(probe, range(40), backend="process", num_worker=2, start_method=method))
+    assert [r[0] for r in out] == [x * 3 for x in range(40)]
+    assert os.getpid() not in {r[1] for r in out}
+    assert all(r[2] for r in out), "workers must ignore SIGINT (Ctrl-C is the parent's)"
+
+
+def test_apply_keeps_in_place_changes(no_leaks):
+    da = DocumentArray(Document(text=str(i)) for i in range(30))
+
+    def shout(d):
+        d.text = d.text + "!"
+
+    da.apply(shout, backend="process", num_worker=2, start_method="fork")
+    assert [d.text for d in da] == [f"{i}!" for i in range(30)]
+
+
+def test_a_task_goes_to_the_least_busy_worker_at_most_two_each(no_leaks):
+    b = backend(num_worker=2)
+    b.start(lambda s: time.sleep(s) or os.getpid())
+    with b:
+        futures = [b.submit(0.2) for _ in range(8)]
+        time.sleep(0.1)
+        with b._lock:  # white box: what the parent believes each worker holds
+            held = sorted(len(w.inflight) for w in b._workers)
+        assert held == [2, 2]
+        pids = [f.result(10) for f in futures]
+    assert sorted(pids.count(p) for p in set(pids)) == [4, 4]
+
+
+# ---------------------------------------------------------------------- worker death
+def _exit3(x):
+    os._exit(3)
+
+
+def _sigkill(x):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _segfault(x):
+    ctypes.string_at(0)
+
+
+CRASHES = [
+    pytest.param("fork", _exit3, 3, "exit code 3", id="fork-exit"),
+    pytest.param("fork", _sigkill, -9, "out-of-memory", id="fork-sigkill"),
+    pytest.param("fork", _segfault, -11, "segmentation fault", id="fork-segfault"),
+    pytest.param("spawn", _exit3, 3, "exit code 3", id="spawn-exit"),
+]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(("method", "how", "code", "words"), CRASHES)
+def test_a_dying_worker_raises_worker_crashed_within_5s(method, how, code, words, no_leaks):
+    def func(x):
+        if x == 7:
+            how(x)
+        return x
+
+    t0 = time.monotonic()
+    with pytest.raises(WorkerCrashed) as info:
+        list(
+            parallel.map(
+                func, range(20), backend="process", num_worker=2, chunksize=1, start_method=method
+            )
+        )
+    assert time.monotonic() - t0 < 5
+    err = info.value
+    assert err.exitcode == code
+    assert words in str(err) and str(code) in str(err)
+    assert [i for i, _ in err.items] == [7]
+
+
+@pytest.mark.timeout(20)
+def test_apply_with_a_dying_worker_does_not_hang(no_leaks):
+    # the legacy version hangs forever here
+    da = DocumentArray(Document(text=str(i)) for i in range(10))
+
+    def func(d):
+        if d.text == "4":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    with pytest.raises(WorkerCrashed, match="SIGKILL") as info:
+        da.apply(func, backend="process", num_worker=2, chunksize=1, start_method="fork")
+    assert info.value.items == [(4, da._docs[4].id)]
+
+
+@pytest.mark.timeout(20)
+def test_after_a_crash_queued_tasks_run_on_a_fresh_worker(no_leaks):
+    b = backend(num_worker=1)
+    b.start(lambda x: os._exit(5) if x == "die" else os.getpid())
+    with b:
+        first = b.submit("ok").result(10)
+        dying, queued = b.submit("die"), b.submit("ok")  # both in the worker's pipe
+        with pytest.raises(WorkerCrashed, match="exit code 5"):
+            dying.result(5)
+        second = queued.result(10)  # never started on the dead worker: ran elsewhere
+        assert second != first
+        assert b.submit("ok").result(10) == second
+
+
+@pytest.mark.timeout(20)
+def test_workers_dying_at_start_fail_fast(no_leaks):
+    with pytest.raises(WorkerCrashed, match="exit code 1"):
+        list(
+            parallel.map(
+                abs, range(10), backend="process", initializer=os._exit, initargs=(1,)
+            )
+        )
+
+
+# ---------------------------------------------------------------------- timeout
+@pytest.mark.timeout(20)
+def test_timeout_kills_the_worker_and_replaces_it(no_leaks):
+    b = backend(num_worker=1)
+    b.start(lambda s: time.sleep(s) or os.getpid())
+    with b:
+        pid = b.submit(0).result(10)
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match="timeout of 0.3 s"):
+            b.submit(30, timeout=0.3).result(5)
+        assert time.monotonic() - t0 < 2
+        assert _wait_gone([pid]) == []
+        assert b.submit(0, timeout=5).result(10) not in (pid, None)
+
+
+@pytest.mark.timeout(20)
+def test_timeout_through_map_names_the_item(no_leaks):
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match="item 2"):
+        list(
+            parallel.map(
+                time.sleep, [0, 0, 30, 0], backend="process", num_worker=2, timeout=0.5
+            )
+        )
+    assert time.monotonic() - t0 < 3
+
+
+# ---------------------------------------------------------------------- recycling, initializer
+@pytest.mark.parametrize("method", FORK_SPAWN)
+def test_max_tasks_per_worker_recycles_workers(method, no_leaks):
+    pids = list(
+        parallel.map(
+            lambda _: os.getpid(),
+            range(6),
+            backend="process",
+            num_worker=1,
+            chunksize=1,
+            max_tasks_per_worker=2,
+            start_method=method,
+        )
+    )
+    assert len(set(pids)) == 3
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4] == pids[5]
+
+
+@pytest.mark.parametrize("method", FORK_SPAWN)
+def test_initializer_runs_once_per_worker_and_keeps_state(method, tmp_path, no_leaks):
+    def init(folder, name):
+        with open(os.path.join(folder, str(os.getpid())), "x") as f:  # "x": a 2nd run fails
+            f.write(name)
+        worker_state()["model"] = name.upper()
+
+    def use(x):
+        return worker_state()["model"], os.getpid()
+
+    out = list(
+        parallel.map(
+            use,
+            range(30),
+            backend="process",
+            num_worker=2,
+            chunksize=1,
+            initializer=init,
+            initargs=(str(tmp_path), "bert"),
+            start_method=method,
+        )
+    )
+    assert {m for m, _ in out} == {"BERT"}
+    ran = {int(p.name) for p in tmp_path.iterdir()}
+    assert len(ran) == 2 and {pid for _, pid in out} <= ran
+
+
+@pytest.mark.timeout(20)
+def test_a_failing_initializer_is_a_clear_error(no_leaks):
+    def load_model():
+        raise ValueError("no such model: 'bert-xl'")
+
+    with pytest.raises(RuntimeError, match="load_model") as info:
+        list(parallel.map(abs, range(10), backend="process", num_worker=2, initializer=load_model))
+    msg = str(info.value)
+    assert "no task can run" in msg and "no such model" in msg
+    assert isinstance(info.value.__cause__, ValueError)
+    assert isinstance(info.value.__cause__.__cause__, RemoteTraceback)
+
+
+# ---------------------------------------------------------------------- what cannot be pickled
+def test_an_unpicklable_result_fails_the_task_not_the_worker(no_leaks):
+    with pytest.raises(pickle.PicklingError, match="could not be pickled"):
+        list(parallel.map(lambda x: threading.Lock(), range(3), backend="process", num_worker=1))
+
+
+def test_an_unpicklable_function_is_refused_with_advice(no_leaks):
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match="cannot be sent to worker processes.*backend='thread'"):
+        list(parallel.map(lambda x: lock, range(3), backend="process"))
+
+
+def test_an_exception_in_fn_keeps_its_type_and_the_remote_traceback(no_leaks):
+    def boom(x):
+        raise KeyError(f"missing {x}")
+
+    b = backend()
+    b.start(boom)
+    with b:
+        err = b.submit(1).exception(10)
+    assert isinstance(err, KeyError) and "missing 1" in str(err)
+    assert isinstance(err.__cause__, RemoteTraceback) and "boom" in str(err.__cause__)
+
+
+# ---------------------------------------------------------------------- shutdown
+def test_shutdown_without_cancel_lets_tasks_finish(no_leaks):
+    b = backend(num_worker=2)
+    b.start(lambda s: time.sleep(s) or s)
+    futures = [b.submit(0.2) for _ in range(6)]  # some still queued in the parent
+    b.shutdown(cancel=False)
+    assert [f.result(0) for f in futures] == [0.2] * 6
+    b.shutdown()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        b.submit(1)
+
+
+@pytest.mark.timeout(20)
+def test_shutdown_with_cancel_kills_within_2s(no_leaks):
+    b = backend(num_worker=2)
+    b.start(lambda s: time.sleep(s))
+    futures = [b.submit(30) for _ in range(6)]
+    time.sleep(0.2)
+    pids = [w.pid for w in b._workers]
+    t0 = time.monotonic()
+    b.shutdown(cancel=True)
+    assert time.monotonic() - t0 < 2
+    assert _wait_gone(pids, 0.5) == []
+    for f in futures:
+        assert f.done()
+        with pytest.raises(CancelledError):
+            f.result(0)
+    b.shutdown(cancel=True)
+
+
+@pytest.mark.parametrize("how", ["close", "garbage-collect", "error-in-consumer"])
+def test_an_abandoned_map_stops_its_workers(how, no_leaks):
+    it = parallel.map(lambda s: time.sleep(s), [0] + [5] * 20, backend="process", num_worker=2)
+    next(it)
+    if how == "close":
+        it.close()
+    elif how == "garbage-collect":
+        del it
+        gc.collect()
+    else:
+        with pytest.raises(ZeroDivisionError):
+            for _ in it:
+                1 / 0  # noqa: B018
+
+
+# ---------------------------------------------------------------------- signals, parent death
+_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    from docmill import parallel
+
+    def work(x):
+        if x < 2:  # quick: with max_tasks_per_worker=1 the next workers are replacements
+            return x
+        print("started", os.getpid(), flush=True)
+        time.sleep(60)
+
+    if __name__ == "__main__":
+        for _ in parallel.map(work, range(50), backend="process", num_worker=2, chunksize=1,
+                              max_tasks_per_worker=int(sys.argv[2]), start_method=sys.argv[1]):
+            pass
+    """
+)
+
+
+def _start_script(tmp_path, method: str, max_tasks: int):
+    script = tmp_path / "long_map.py"
+    script.write_text(_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), method, str(max_tasks)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a shell job
+    )
+    pids = []
+    while len(pids) < 2:
+        line = proc.stdout.readline()
+        assert line, f"the script ended early: {proc.stderr.read()}"
+        pids.append(int(line.split()[1]))
+    return proc, pids
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("method", FORK_SPAWN)
+def test_ctrl_c_stops_everything_within_2s(method, tmp_path):
+    proc, pids = _start_script(tmp_path, method, 1000)
+    children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    assert set(pids) <= set(children)
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)  # the terminal sends Ctrl-C to the whole group
+    try:
+        proc.wait(3)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        proc.stderr.close()
+    assert time.monotonic() - t0 < 3
+    assert "KeyboardInterrupt" in stderr
+    assert "WorkerCrashed" not in stderr  # the workers ignored the Ctrl-C
+    assert _wait_gone(children, 2) == []
+
+
+@pytest.mark.timeout(30)
+def test_workers_die_with_a_killed_parent(tmp_path):
+    # max_tasks_per_worker=1: the workers that hold the long tasks were started by the
+    # collector thread, so only the parent-pid watch (not PDEATHSIG) guards them
+    proc, pids = _start_script(tmp_path, "fork", 1)
+    try:
+        proc.kill()
+        proc.wait(5)
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+    assert _wait_gone(pids, 3) == []
