@@ -16,8 +16,9 @@ Writes, into the target folder:
 - ``docarray_descriptor.bin`` — docarray's serialized ``docarray.proto``
   descriptor, to check docmill's schema against.
 
-Everything is deterministic (fixed ids and random seed), so re-running it
-rewrites identical files.
+The Documents are deterministic (fixed ids and random seed); the bytes may
+differ between runs only where docarray's output does (protobuf map order,
+gzip timestamps).
 """
 
 from __future__ import annotations

@@ -253,6 +253,28 @@ def test_jpeg_decode_equals_pillow(files, decoder):
     np.testing.assert_array_equal(t, _pil_rgb(data))
 
 
+def test_simplejpeg_fast_path_is_taken(files, monkeypatch):
+    if image._simplejpeg is None:
+        pytest.skip("simplejpeg is not installed")
+    real = image._simplejpeg
+    calls = []
+
+    class Spy:
+        decode_jpeg_header = staticmethod(real.decode_jpeg_header)
+
+        @staticmethod
+        def decode_jpeg(data, **kw):
+            calls.append(kw)
+            return real.decode_jpeg(data, **kw)
+
+    monkeypatch.setattr(image, "_simplejpeg", Spy)
+    image.decode_image(files["jpeg"].read_bytes())
+    assert calls == [{"colorspace": "RGB"}]
+    image.decode_image(files["png"].read_bytes())  # not a JPEG: Pillow
+    image.decode_image(files["jpeg"].read_bytes(), width=8)  # a resize: Pillow with draft
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize(
     ("mode", "fmt"), [("L", "JPEG"), ("CMYK", "JPEG"), ("L", "PNG"), ("RGBA", "PNG"), ("P", "PNG")]
 )

@@ -247,8 +247,10 @@ def read_docs(r: BinaryReader, expect_eof: bool) -> Iterator[Document]:
                 f"(bytes {at + _FRAME.size}..{at + _FRAME.size + stored_len} changed)"
             )
         pad = -stored_len % ALIGN
-        if pad:
-            r.read(pad, f"the padding of the frame at offset {at}")
+        if pad and r.read(pad, f"the padding of the frame at offset {at}") != _ZEROS[:pad]:
+            raise FormatError(
+                f"corrupt frame at offset {at}: its padding at offset {r.offset - pad} is not zero"
+            )
         name = CODEC_NAMES[codec]
         try:
             if name is not None:

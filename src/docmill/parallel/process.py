@@ -328,7 +328,7 @@ class ProcessBackend(Backend):
                     w.stopping = w.stopping or retire
                     w.sending = True
                     return w, task, retire
-                if not self._pending and self._state == "closing":
+                if not self._pending and self._state != "running":
                     stops = [x for x in self._workers if not x.stopping]
                     for x in stops:
                         x.stopping = x.sending = True

@@ -1,0 +1,154 @@
+"""What runs inside a worker process of :mod:`docmill.parallel.process`.
+
+The pipe protocol, in both directions one message per ``send_bytes``:
+
+=====================  =========================================================
+parent -> worker       a task payload (transport bytes), or ``b""``: stop
+worker -> parent       a result payload for the oldest task it holds, or ``b""``
+                       followed by a pickled control message: :data:`READY`
+                       (started; sent once) or a :class:`RemoteError`
+=====================  =========================================================
+
+Payloads are never empty (a pickle has at least a header), so ``b""`` is free to
+mean "control" and no framing byte has to be glued to (copied onto) a payload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from docmill.errors import RemoteTraceback
+
+__all__ = ["READY", "RemoteError", "worker_main"]
+
+#: Sent once the function is loaded and the initializer has run: task timeouts
+#: count from here, so a slow start (spawn, loading a model) is never a timeout.
+READY = "ready"
+
+
+class RemoteError:
+    """An exception raised in a worker, made safe to send to the parent."""
+
+    def __init__(self, exc: BaseException, kind: str, where: str) -> None:
+        self.kind = kind  # 'task' (fn raised), 'result' (result unpicklable), 'init'
+        self.where = where
+        self.type_name = type(exc).__qualname__
+        self.message = str(exc)
+        self.tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:  # cloudpickle: exception classes defined in functions travel too
+            self.exc_bytes: bytes | None = cloudpickle.dumps(exc)
+            pickle.loads(self.exc_bytes)  # exceptions with odd __init__s fail only here
+        except Exception:
+            self.exc_bytes = None
+
+    def _original(self) -> BaseException:
+        exc = None
+        if self.exc_bytes is not None:
+            with contextlib.suppress(Exception):
+                exc = pickle.loads(self.exc_bytes)
+        if not isinstance(exc, BaseException):
+            exc = RuntimeError(f"{self.type_name}: {self.message}")
+        exc.__cause__ = RemoteTraceback(self.tb)
+        return exc
+
+    def rebuild(self) -> BaseException:
+        """A fresh exception for the parent, with the worker's traceback as its cause."""
+        exc = self._original()
+        if self.kind == "task":
+            return exc
+        if self.kind == "result":
+            wrapped: BaseException = pickle.PicklingError(
+                f"the result of a task could not be pickled to send it back from "
+                f"{self.where}: {self.type_name}: {self.message}. Return picklable "
+                f"values (or use backend='thread')"
+            )
+        else:
+            wrapped = RuntimeError(
+                f"starting {self.where} failed, so no task can run: {self.type_name}: "
+                f"{self.message} (its traceback is shown above)"
+            )
+        wrapped.__cause__ = exc
+        return wrapped
+
+
+def _control(conn: Any, message: Any) -> None:
+    conn.send_bytes(b"")
+    conn.send_bytes(pickle.dumps(message))
+
+
+def worker_main(conn: Any, blob: bytes, parent_pid: int, method: str, in_main: bool) -> None:
+    """Body of a worker: load ``fn`` once, then answer tasks until "stop" or EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent alone
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent
+    # A forkserver child's parent is the server, which exits when our parent does.
+    _guard_parent(None if method == "forkserver" else parent_pid, in_main or method == "forkserver")
+    where = f"worker process {os.getpid()}"
+    try:
+        fn, endpoint, initializer, initargs = pickle.loads(blob)
+        del blob
+        if initializer is not None:
+            name = getattr(initializer, "__qualname__", initializer)
+            where = f"the initializer {name!r} in {where}"
+            initializer(*initargs)
+        _control(conn, READY)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            _control(conn, RemoteError(e, "init", where))
+        sys.exit(1)
+    loads, dumps, recv, send = endpoint.loads, endpoint.dumps, conn.recv_bytes, conn.send_bytes
+    try:
+        while True:
+            data = recv()
+            if not data:  # stop
+                break
+            try:
+                result = fn(loads(data))
+            except BaseException as e:  # SystemExit too: it fails the task, not the worker
+                _control(conn, RemoteError(e, "task", where))
+                continue
+            finally:
+                del data
+            try:
+                out = dumps(result)
+            except BaseException as e:
+                _control(conn, RemoteError(e, "result", where))
+                continue
+            finally:
+                del result
+            send(out)
+            del out
+    except (EOFError, OSError):
+        return  # the parent went away (killed, or it closed our pipe)
+    endpoint.close()
+
+
+def _guard_parent(parent_pid: int | None, use_pdeathsig: bool) -> None:
+    """Make sure this worker never outlives its parent, even a SIGKILLed one."""
+    if use_pdeathsig and sys.platform.startswith("linux"):
+        # PR_SET_PDEATHSIG fires when the *thread* that started us ends, so it is
+        # only used when that was a main thread; the watch below covers the rest.
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    ppid = os.getppid()
+    if parent_pid is not None and ppid != parent_pid:
+        os._exit(1)  # the parent died before we got here
+
+    def watch() -> None:
+        while os.getppid() == ppid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="docmill-parent-watch", daemon=True).start()
