@@ -11,8 +11,8 @@ Writes, into the target folder:
 - ``docs.protobuf-array[.<compress>]`` — ``protocol='protobuf-array'`` with none,
   lz4, gzip and zlib (which docarray 0.21 silently leaves uncompressed);
 - ``doc0.protobuf.lz4`` — one ``Document.to_bytes(protocol='protobuf', compress='lz4')``;
-- ``expected.json`` — the Documents as docarray itself reads them back, in a
-  plain JSON form (ndarrays as ``{"dtype", "shape", "data"}``, bytes as base64);
+- ``expected.json`` — what the files hold, decoded by docarray's own readers, in
+  a plain JSON form (ndarrays as ``{"dtype", "shape", "data"}``, bytes as base64);
 - ``docarray_descriptor.bin`` — docarray's serialized ``docarray.proto``
   descriptor, to check docmill's schema against.
 
@@ -82,16 +82,33 @@ def plain(value: object) -> object:
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
-    if hasattr(value, "non_empty_fields") and not isinstance(value, Document):  # NamedScore
-        return {f: plain(getattr(value, f)) for f in value.non_empty_fields}
     return value
 
 
-def describe(doc: Document) -> dict:
-    out = {}
-    for f in doc.non_empty_fields:
-        v = getattr(doc, f)
-        out[f] = [describe(c) for c in v] if f in ("chunks", "matches") else plain(v)
+def describe(msg: object) -> dict:
+    """What a ``DocumentProto`` holds, decoded with docarray's own readers.
+
+    This is the content of the file, before docarray's ``Document`` adds its
+    defaults (e.g. ``parent_id`` and ``granularity`` on chunks) when loading.
+    """
+    from docarray.proto.io.ndarray import read_ndarray
+    from google.protobuf.json_format import MessageToDict
+
+    out: dict = {}
+    for field, value in msg.ListFields():
+        name = field.name
+        if name in ("chunks", "matches"):
+            out[name] = [describe(m) for m in value]
+        elif name in ("tensor", "embedding"):
+            out[name] = plain(read_ndarray(value))
+        elif name == "tags":
+            out[name] = MessageToDict(value, preserving_proto_field_name=True)
+        elif name in ("scores", "evaluations"):
+            out[name] = {k: {f.name: v for f, v in s.ListFields()} for k, s in value.items()}
+        elif name == "location":
+            out[name] = list(value)
+        else:
+            out[name] = plain(value)
     return out
 
 
@@ -107,9 +124,8 @@ def main(folder: str) -> None:
         da.save_binary(os.path.join(folder, name), protocol="protobuf-array", compress=compress)
     with open(os.path.join(folder, "doc0.protobuf.lz4"), "wb") as f:
         f.write(da[0].to_bytes(protocol="protobuf", compress="lz4"))
-    again = DocumentArray.load_binary(os.path.join(folder, "docs.protobuf.lz4"))
     with open(os.path.join(folder, "expected.json"), "w") as f:
-        json.dump([describe(d) for d in again], f, indent=1, sort_keys=True)
+        json.dump([describe(d.to_protobuf()) for d in da], f, indent=1, sort_keys=True)
         f.write("\n")
     from docarray.proto import docarray_pb2
 

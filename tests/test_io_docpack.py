@@ -150,8 +150,11 @@ def test_unstorable_value_names_document_index_id_and_field() -> None:
     docs = [Document(id="ok"), Document(id="bad", tags={"s": {1, 2}})]
     with pytest.raises(TypeError, match=r"Document 1 \(id 'bad'\), field 'tags'.*set.*'pickle'"):
         encode_payload(docs)
-    with pytest.raises(TypeError, match="field 'tensor'.*Python objects"):
+    with pytest.raises(TypeError, match=r"field 'tensor'.*Python objects"):
         encode_payload([Document(tensor=np.array([object()]))])
+    with_matches = Document(id="m", chunks=[Document()], matches=[Document(tags={"x": {1}})])
+    with pytest.raises(TypeError, match=r"Document 0 \(id 'm'\), field 'matches'"):
+        encode_payload([with_matches])
     with pytest.raises(TypeError, match="item 0 is a str, not a Document"):
         encode_payload(["nope"])  # type: ignore[list-item]
 

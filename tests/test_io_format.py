@@ -108,7 +108,7 @@ def test_wrong_magic_names_offset_and_hint() -> None:
 def test_newer_version_asks_to_upgrade() -> None:
     head = struct.pack("<8sHBB16x", MAGIC, 2, 0, 0)
     data = head + struct.pack("<I", zlib.crc32(head)) + bytes(32)
-    with pytest.raises(FormatError, match="version 2 .* upgrade docmill"):
+    with pytest.raises(FormatError, match=r"version 2 .* upgrade docmill"):
         _decode(data)
 
 
@@ -155,7 +155,7 @@ def test_huge_length_in_a_valid_header_fails_before_allocating() -> None:
 def test_every_truncation_is_a_format_error(compress) -> None:
     data = _encode(_docs(2), compress)
     for cut in range(len(data)):
-        with pytest.raises(FormatError, match="truncated|offset"):
+        with pytest.raises(FormatError, match=r"truncated|offset"):
             _decode(data[:cut])
 
 
@@ -265,3 +265,61 @@ def test_documents_compare_through_doc_array() -> None:
     a, b = _v1_docs(), _v1_docs()
     b[0].chunks[0].tensor = np.zeros((0, 4), dtype=np.uint8)
     assert DocumentArray(a) != DocumentArray(b)
+
+
+# ---------------------------------------------------------------------- big data: worker threads
+@pytest.fixture
+def small_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames of ~4 KB, so a few KB of data takes the multi-threaded paths."""
+    monkeypatch.setattr(_format, "FRAME_BYTES", 4096)
+
+
+def _big_docs(n: int = 40) -> list[Document]:
+    rng = np.random.default_rng(3)
+    return [Document(id=f"b{i}", tensor=rng.random(256)) for i in range(n)]  # 2 KB each
+
+
+@pytest.mark.usefixtures("small_frames")
+@pytest.mark.parametrize("compress", [None, "lz4"])
+def test_threaded_encode_and_decode_round_trip(compress, monkeypatch) -> None:
+    from docmill.io import _threads
+
+    calls: list[int] = []
+    real = _threads.ordered_thread_map
+    monkeypatch.setattr(
+        _threads, "ordered_thread_map", lambda f, it: calls.append(1) or real(f, it)
+    )
+    docs = _big_docs()
+    data = _encode_parallel(docs, compress)
+    r = BinaryReader(data)
+    _format.read_header(r)
+    assert len(list(_format._raw_frames(r, True))) > 5
+    assert _decode(data) == docs
+    assert _decode(bytearray(data)) == docs
+    assert len(calls) == 3  # one encode, two decodes went through the thread pipeline
+
+
+def _encode_parallel(docs, compress=None) -> bytes:
+    pieces: list = []
+    w = FrameWriter(pieces.append, compress)
+    w.write_docs(docs)  # parallel=True: full frames go to worker threads
+    w.close()
+    return b"".join(pieces)
+
+
+@pytest.mark.usefixtures("small_frames")
+def test_threaded_decode_reports_corruption_with_offset() -> None:
+    data = bytearray(_encode_parallel(_big_docs()))
+    data[-200] ^= 0xFF  # inside the last frame's payload
+    with pytest.raises(FormatError, match=r"corrupt frame at offset \d+: payload checksum"):
+        _decode(bytes(data))
+    with pytest.raises(FormatError, match="truncated data"):
+        _decode(bytes(data[: len(data) // 2]))
+
+
+@pytest.mark.usefixtures("small_frames")
+def test_threaded_encode_names_the_failing_document() -> None:
+    docs = _big_docs()
+    docs[25].tags["bad"] = {1}
+    with pytest.raises(TypeError, match=r"Document 25 \(id 'b25'\), field 'tags'"):
+        _encode_parallel(docs, "lz4")

@@ -59,6 +59,12 @@ def kw(request):
         yield {"_name": name, "backend": "process", "start_method": name.split("-")[1]}
     elif name == "pool-futures-thread":
         with ThreadPoolExecutor(2) as pool:
+            # start both threads now (the executor starts them lazily): the pool's
+            # threads are the caller's, not the map's, and belong to the baseline
+            ready = threading.Barrier(3)
+            for _ in range(2):
+                pool.submit(ready.wait, 10)
+            ready.wait(10)
             yield {"_name": name, "pool": pool}
     elif name.startswith("pool-mp"):
         ctx = multiprocessing.get_context("fork")
@@ -84,16 +90,24 @@ main_backends = pytest.mark.parametrize("kw", NO_SPAWN, indirect=True)
 
 
 def _baseline():
-    return len(multiprocessing.active_children()), threading.active_count()
+    gc.collect()  # earlier tests' garbage may still hold descriptors
+    fds = len(os.listdir("/proc/self/fd"))
+    return len(multiprocessing.active_children()), threading.active_count(), fds
+
+
+def _same(now, before):
+    return now[:2] == before[:2] and now[2] <= before[2]
 
 
 def assert_back_to(baseline, limit=5.0):
-    """Every worker the map started (threads and processes) is gone within ``limit`` s."""
+    """Every worker the map started (processes, threads) and every file descriptor it
+    opened is gone within ``limit`` s."""
     end = time.monotonic() + limit
-    while _baseline() != baseline and time.monotonic() < end:
+    while not _same(_baseline(), baseline) and time.monotonic() < end:
         time.sleep(0.01)
-    assert _baseline() == baseline, (
-        f"children/threads: {_baseline()} != {baseline}: {threading.enumerate()}"
+    now = _baseline()
+    assert _same(now, baseline), (
+        f"children/threads/fds: {now} != {baseline}: {threading.enumerate()}"
     )
 
 
@@ -238,10 +252,11 @@ def test_default_window_is_bounded_on_an_endless_input(kw):
             yield i
 
     it = parallel.map(square, counting(), **opts(kw))
-    for k in range(1, 3001):
+    consumed = 3000
+    for _ in range(consumed):
         next(it)
     it.close()
-    assert taken <= k + 2 * 2 * MAX_CHUNK
+    assert taken <= consumed + 2 * 2 * MAX_CHUNK
 
 
 @main_backends
@@ -559,7 +574,7 @@ def test_bad_options_are_refused_before_anything_starts(kwargs, error, words):
     before = _baseline()
     with pytest.raises(error, match=words.replace("(", r"\(").replace(".", r"\.")):
         parallel.map(square, range(3), **kwargs)
-    assert _baseline() == before
+    assert _same(_baseline(), before)
 
 
 def test_bad_arguments():
@@ -600,14 +615,57 @@ def test_ctrl_c_stops_an_in_process_map_within_2s(backend, tmp_path):
             print("interrupted", threading.active_count(), flush=True)
             sys.exit(3)
     """)
-    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout.readline().strip() == "running"
-        t0 = time.monotonic()
-        p.send_signal(signal.SIGINT)
-        assert p.wait(10) == 3
-        assert time.monotonic() - t0 < 2
-        assert p.stdout.read().split() == ["interrupted", "1"]  # only the main thread left
-    finally:
-        p.kill()
-        p.wait()
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as p:
+        try:
+            assert p.stdout.readline().strip() == "running"
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGINT)
+            assert p.wait(10) == 3
+            assert time.monotonic() - t0 < 2
+            assert p.stdout.read().split() == ["interrupted", "1"]  # only the main thread left
+        finally:
+            p.kill()
+
+
+@main_backends
+def test_big_items_keep_the_default_window_small(kw):
+    import numpy as np
+
+    from docmill.parallel._core import CHUNK_BYTES
+
+    item_bytes = 256 * 1024
+    taken = 0
+
+    def big_docs():
+        nonlocal taken
+        for i in range(300):
+            taken += 1
+            yield Document(tensor=np.full(item_bytes // 4, i, dtype=np.float32))
+
+    it = parallel.map(identity, big_docs(), **opts(kw))
+    for k in range(1, 301):
+        assert next(it).tensor[0] == k - 1
+        assert taken - k <= 2 * 2 * (CHUNK_BYTES // item_bytes), (k, taken)
+
+
+def identity(x):
+    return x
+
+
+class CountingBackend(parallel.SerialBackend):
+    """A new engine is one Backend subclass taking Options, plus one registry line."""
+
+    name = "counting"
+    tasks = 0
+
+    def submit(self, task, timeout=None):
+        CountingBackend.tasks += 1
+        return super().submit(task, timeout)
+
+
+def test_a_registered_backend_is_found_by_name(monkeypatch):
+    monkeypatch.setitem(parallel.BACKENDS, "counting", f"{__name__}:CountingBackend")
+    assert list(parallel.map(square, range(10), backend="counting", chunksize=5)) == [
+        x * x for x in range(10)
+    ]
+    assert CountingBackend.tasks == 2

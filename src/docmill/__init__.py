@@ -4,10 +4,12 @@ from docmill.array import DocumentArray
 from docmill.document import Document
 from docmill.errors import DocmillError, FormatError, MissingExtra, WorkerCrashed
 from docmill.files import from_files
+from docmill.io import BinaryWriter, iter_binary, save_binary_stream
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BinaryWriter",
     "DocmillError",
     "Document",
     "DocumentArray",
@@ -16,4 +18,6 @@ __all__ = [
     "WorkerCrashed",
     "__version__",
     "from_files",
+    "iter_binary",
+    "save_binary_stream",
 ]

@@ -157,17 +157,27 @@ def encode_payload(docs: Sequence[Document]) -> tuple[list[Any], int]:
 
 
 def _explain(e: Exception, index: int, doc: Any) -> Exception:
-    """Re-raise a packing error naming the Document and (found by retrying) the field."""
+    """The packing error again, naming the Document and (found by retrying) the field."""
     if not isinstance(doc, Document):
         return TypeError(f"item {index} is a {type(doc).__name__}, not a Document")
     field = "?"
     for name in FIELDS:
+        b = _Builder()
+        v = getattr(doc, name)
         try:
-            _Builder().packer.pack(getattr(doc, name))
+            if name in _NESTED:
+                for c in v:
+                    b.packer.pack(b.doc_map(c))
+            else:
+                b.packer.pack(v)
         except Exception:
             field = name
             break
-    return type(e)(f"Document {index} (id {doc.id!r}), field {field!r}: {e}")
+    msg = f"Document {index} (id {doc.id!r}), field {field!r}: {e}"
+    try:
+        return type(e)(msg)
+    except Exception:  # an exception type with a different constructor
+        return TypeError(msg)
 
 
 # ---------------------------------------------------------------------- decoding

@@ -189,7 +189,7 @@ class BinaryReader:
     slice.
     """
 
-    def __init__(self, source: Any, start: int = 0) -> None:
+    def __init__(self, source: Any, start: int = 0, probe_size: bool = True) -> None:
         self.offset = start
         if isinstance(source, bytes | bytearray | memoryview):
             self._mem: memoryview | None = memoryview(source).cast("B")
@@ -199,7 +199,8 @@ class BinaryReader:
             self._file = source
             self._end: int | None = None
             try:  # a seekable file's size lets bad lengths fail before any allocation
-                if source.seekable():
+                # (probe_size=False for decompressing readers: they "seek" by decompressing)
+                if probe_size and source.seekable():
                     pos = source.tell()
                     self._end = source.seek(0, io.SEEK_END) - pos + start
                     source.seek(pos)
@@ -225,8 +226,12 @@ class BinaryReader:
         self.offset += len(out)
         return out
 
-    def payload(self, n: int, what: str) -> bytearray | memoryview:
-        """Exactly ``n`` bytes as writable memory; short -> :class:`FormatError`."""
+    def payload(self, n: int, what: str, copy: bool = True) -> bytearray | memoryview:
+        """Exactly ``n`` bytes as writable memory; short -> :class:`FormatError`.
+
+        ``copy=False``: a slice of read-only in-memory data is returned as a
+        read-only view (the caller copies it, or not, later).
+        """
         start = self.offset
         if self._mem is not None:
             end = start + n
@@ -234,7 +239,7 @@ class BinaryReader:
                 raise _truncated(what, n, len(self._mem) - start, start)
             self.offset = end
             view = self._mem[start:end]
-            return view if not view.readonly else bytearray(view)
+            return bytearray(view) if view.readonly and copy else view
         left = self.remaining()
         if left is not None and n > left:
             raise _truncated(what, n, left, start)

@@ -34,10 +34,11 @@ than the reader knows raises :class:`FormatError` asking to upgrade.
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from docmill.document import Document
 from docmill.errors import FormatError
@@ -85,7 +86,7 @@ def encode_frame(docs: Sequence[Document], compress: str | None, first: int = 0)
     """
     try:
         pieces, raw_len = encode_payload(docs)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise _renumber(e, first) from e
     codec = 0
     if compress is not None:
@@ -125,6 +126,11 @@ def _approx_nbytes(d: Document) -> int:
     return n
 
 
+def _is_full(group: list[Document]) -> bool:
+    """A frame closed by the size limits: more of the same is likely to follow."""
+    return len(group) >= FRAME_DOCS or sum(map(_approx_nbytes, group)) >= FRAME_BYTES
+
+
 def group_docs(docs: Iterable[Document]) -> Iterator[tuple[list[Document], int]]:
     """Split a stream of Documents into frames: ``(docs, index of the first)``."""
     group: list[Document] = []
@@ -161,16 +167,23 @@ class FrameWriter:
         self.nbytes += nbytes
 
     def write_docs(self, docs: Iterable[Document], parallel: bool = True) -> None:
-        """Encode and write ``docs``; with compression, frames are compressed on worker
-        threads while earlier ones are written (ordered, bounded look-ahead)."""
+        """Encode and write ``docs``. Once frames are full-sized (big data), they are
+        encoded, checksummed and compressed on worker threads while earlier ones are
+        written (ordered, bounded look-ahead); small inputs stay on this thread."""
         groups = group_docs(docs)
-        if self.compress is None or not parallel:
-            frames: Iterable[EncodedFrame] = (encode_frame(g, self.compress, i) for g, i in groups)
-        else:
+        first = next(groups, None)
+        if first is None:
+            return
+        compress = self.compress
+        groups = itertools.chain([first], groups)
+        if parallel and _is_full(first[0]):
             from docmill.io._threads import ordered_thread_map
 
-            compress = self.compress
-            frames = ordered_thread_map(lambda gi: encode_frame(gi[0], compress, gi[1]), groups)
+            frames: Iterable[EncodedFrame] = ordered_thread_map(
+                lambda gi: encode_frame(gi[0], compress, gi[1]), groups
+            )
+        else:
+            frames = (encode_frame(g, compress, i) for g, i in groups)
         for f in frames:
             self.write_frame(f)
 
@@ -209,12 +222,47 @@ def read_header(r: BinaryReader) -> int:
 
 
 def read_docs(r: BinaryReader, expect_eof: bool) -> Iterator[Document]:
-    """Yield the Documents of a docmill stream, one frame in memory at a time.
+    """Yield the Documents of a docmill stream, a frame at a time.
 
     ``expect_eof``: data after the end frame is an error (paths, bytes); for a
-    caller's file object reading stops right after the end frame.
+    caller's file object reading stops right after the end frame. Frames are
+    read on this thread; once they are full-sized, checksums, decompression and
+    decoding run on worker threads (zlib's CRC and the codecs release the GIL)
+    a few frames ahead, so memory stays bounded by a handful of frames.
     """
     read_header(r)
+    frames = _raw_frames(r, expect_eof)
+    first = next(frames, None)
+    if first is None:
+        return
+    frames = itertools.chain([first], frames)
+    if first.raw_len >= FRAME_BYTES // 2:
+        from docmill.io._threads import ordered_thread_map
+
+        decoded = ordered_thread_map(_decode_frame, frames)
+        try:
+            for docs in decoded:
+                yield from docs
+        finally:  # abandoned by the caller: stop the workers before the file closes
+            close = getattr(decoded, "close", None)
+            if close is not None:
+                close()
+    else:
+        for f in frames:
+            yield from _decode_frame(f)
+
+
+class _RawFrame(NamedTuple):
+    at: int
+    codec: int
+    count: int
+    raw_len: int
+    crc: int
+    payload: Any  # writable buffer, or a read-only view the decoder copies
+
+
+def _raw_frames(r: BinaryReader, expect_eof: bool) -> Iterator[_RawFrame]:
+    """Check every frame header and read the payloads; ends after a valid end frame."""
     seen = 0
     while True:
         at = r.offset
@@ -234,31 +282,43 @@ def read_docs(r: BinaryReader, expect_eof: bool) -> Iterator[Document]:
             raise FormatError(f"unknown frame kind {kind} at offset {at}; expected 1 or 2")
         if codec not in CODEC_NAMES:
             raise FormatError(f"unknown compression code {codec} in the frame at offset {at}")
+        if codec == 0 and raw_len != stored_len:
+            raise FormatError(
+                f"bad frame at offset {at}: raw frame says {raw_len} bytes but stores {stored_len}"
+            )
         left = r.remaining()
         if left is not None and stored_len > left:
             raise FormatError(
                 f"truncated data: the frame at offset {at} needs {stored_len} bytes, "
                 f"only {left} left"
             )
-        payload = r.payload(stored_len, f"the payload of the frame at offset {at}")
-        if zlib.crc32(payload) != crc:
-            raise FormatError(
-                f"corrupt frame at offset {at}: payload checksum mismatch "
-                f"(bytes {at + _FRAME.size}..{at + _FRAME.size + stored_len} changed)"
-            )
+        # raw frames of read-only memory are copied by the decoder (on a worker thread)
+        payload = r.payload(stored_len, f"the payload of the frame at offset {at}", copy=codec != 0)
         pad = -stored_len % ALIGN
         if pad and r.read(pad, f"the padding of the frame at offset {at}") != _ZEROS[:pad]:
             raise FormatError(
                 f"corrupt frame at offset {at}: its padding at offset {r.offset - pad} is not zero"
             )
-        name = CODEC_NAMES[codec]
-        try:
-            if name is not None:
-                payload = decompress_exact(name, payload, raw_len)
-            elif raw_len != stored_len:
-                raise FormatError(f"raw frame says {raw_len} bytes but stores {stored_len}")
-            docs = decode_payload(payload, count)
-        except FormatError as e:
-            raise FormatError(f"bad frame at offset {at}: {e}") from e
         seen += count
-        yield from docs
+        yield _RawFrame(at, codec, count, raw_len, crc, payload)
+
+
+def _decode_frame(f: _RawFrame) -> list[Document]:
+    """Checksum, decompress and decode one frame; thread-safe."""
+    if zlib.crc32(f.payload) != f.crc:
+        n = memoryview(f.payload).nbytes
+        raise FormatError(
+            f"corrupt frame at offset {f.at}: payload checksum mismatch "
+            f"(bytes {f.at + _FRAME.size}..{f.at + _FRAME.size + n} changed)"
+        )
+    name = CODEC_NAMES[f.codec]
+    try:
+        if name is not None:
+            payload = decompress_exact(name, f.payload, f.raw_len)
+        elif memoryview(f.payload).readonly:
+            payload = bytearray(f.payload)  # the one copy that makes the arrays writable
+        else:
+            payload = f.payload
+        return decode_payload(payload, f.count)
+    except FormatError as e:
+        raise FormatError(f"bad frame at offset {f.at}: {e}") from e

@@ -252,7 +252,7 @@ def read_array(
                 raise FormatError(f"the pickle holds a {type(da).__name__}, not a DocumentArray")
             yield from da
         else:
-            yield from _read_array_proto(BinaryReader(z))
+            yield from _read_array_proto(BinaryReader(z, probe_size=z is f))
     except DECODE_ERRORS as e:
         if isinstance(e, FormatError):
             raise

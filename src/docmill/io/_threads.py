@@ -36,7 +36,9 @@ def ordered_thread_map(
         pmap = parallel.map
     except (ImportError, AttributeError):
         return _fallback(func, items, num_worker or min(4, os.cpu_count() or 1))
-    return pmap(func, items, backend="thread", num_worker=num_worker)
+    # one frame per task: a frame is already a big unit of work (~8 MB), and the window
+    # (2 x workers frames) is what bounds the memory held ahead of the caller
+    return pmap(func, items, backend="thread", num_worker=num_worker, chunksize=1)
 
 
 def _fallback(func: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:

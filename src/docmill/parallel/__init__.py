@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 from docmill.parallel._base import Backend
 from docmill.parallel._core import stream
-from docmill.parallel._docs import apply_doc_batches, apply_docs, batch_source, describe_batch
+from docmill.parallel._docs import (
+    apply_doc_batches,
+    apply_docs,
+    batch_source,
+    describe_batch,
+    item_nbytes,
+)
 from docmill.parallel._options import BACKENDS, Options
 from docmill.parallel._runner import worker_state
 
@@ -78,7 +84,7 @@ def map(
         **options,
     )
     _check_func("map", func)
-    return stream(func, _iter("map", iterable), opts, total=_len(iterable))
+    return stream(func, _iter("map", iterable), opts, total=_len(iterable), sizeof=item_nbytes)
 
 
 def map_batch(

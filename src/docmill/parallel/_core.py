@@ -26,8 +26,11 @@ Design points:
   latency and cancellation prompt. Growth is capped at 8x per step, at
   ``MAX_CHUNK`` items, and, when the input has a length, at
   ``len / (4 x workers)`` so every worker gets several chunks (load balance).
-  ``map_batch`` and maps with a ``timeout`` use one item (batch) per task, so a
-  timeout and an error name exactly one item.
+  Big items (Documents with large tensors) also cap chunks at ``CHUNK_BYTES``
+  of array data, sampled from the first item of each chunk: the window then
+  holds tens of MB, not thousands of 100 KB tensors, whatever the stream's
+  length. ``map_batch`` and maps with a ``timeout`` use one item (batch) per
+  task, so a timeout and an error name exactly one item.
 - **Window.** At most ``window`` items are taken from the input and not yet
   consumed (default ``2 x workers x chunksize``: one chunk running and one
   queued per worker, so workers never wait for the consumer's next call). The
@@ -59,10 +62,11 @@ from docmill.parallel._base import Backend
 from docmill.parallel._options import BACKENDS, Options
 from docmill.parallel._runner import ChunkRunner
 
-__all__ = ["MAX_CHUNK", "TARGET_SECONDS", "describe_item", "make_backend", "stream"]
+__all__ = ["CHUNK_BYTES", "MAX_CHUNK", "TARGET_SECONDS", "describe_item", "make_backend", "stream"]
 
 TARGET_SECONDS = 0.01
 MAX_CHUNK = 1024
+CHUNK_BYTES = 4 << 20
 _GROWTH = 8
 
 
@@ -92,10 +96,13 @@ def stream(
     describe: Callable[[int, Any], str] = describe_item,
     auto_chunks: bool = True,
     flat: bool = True,
+    sizeof: Callable[[Any], int] | None = None,
 ) -> Iterator[Any]:
     """Run ``func`` over ``it`` on the backend ``options`` name, lazily.
 
     Yields each result (``flat=True``), or ``(start, items, results)`` per chunk.
+    ``sizeof(item)``, when given, estimates an item's payload bytes (for
+    ``CHUNK_BYTES``).
     ``auto_chunks=False``: one item per task unless ``options.chunksize`` says
     otherwise (``map_batch``: a batch is already a big unit of work).
     Nothing starts before the first ``next()``.
@@ -105,7 +112,8 @@ def stream(
     finished = False
     try:
         backend.start(ChunkRunner(func))
-        yield from _run(backend, it, options, total, unit, describe, auto_chunks, flat, bar)
+        sizer = _Sizer(backend, options, total, auto_chunks)
+        yield from _run(backend, it, options, sizer, describe, unit, flat, sizeof, bar)
         finished = True
     finally:
         try:
@@ -115,46 +123,73 @@ def stream(
                 bar.close()
 
 
+class _Sizer:
+    """How many items the next chunk takes, and whether the window has room for it."""
+
+    def __init__(
+        self, backend: Backend, options: Options, total: int | None, auto_chunks: bool
+    ) -> None:
+        self.workers = max(1, backend.num_workers)
+        self.ahead = getattr(backend, "concurrent", True)  # False: never run ahead (serial)
+        self.window = options.window
+        self.adapt = options.chunksize is None and options.timeout is None and auto_chunks
+        self.size = options.chunksize or 1
+        self.cap = MAX_CHUNK
+        if total is not None:  # several chunks per worker, so none idles at the end
+            self.cap = max(1, min(MAX_CHUNK, total // (4 * self.workers)))
+        self.byte_cap = MAX_CHUNK
+
+    def next_chunk(self, inflight: int, running: bool) -> int:
+        """Items to take now (0: the window is full)."""
+        n = self.size
+        win = self.window or (2 * self.workers * n if self.ahead else n)
+        n = min(n, win)
+        return 0 if running and inflight + n > win else n
+
+    def sample(self, item_bytes: int) -> None:
+        """Keep chunks of big items under ``CHUNK_BYTES``."""
+        self.byte_cap = max(1, CHUNK_BYTES // max(1, item_bytes))
+        self.size = min(self.size, self.byte_cap)
+
+    def observe(self, n: int, seconds: float) -> None:
+        """A chunk of ``n`` items took ``seconds`` in the worker: aim at ``TARGET_SECONDS``."""
+        ideal = int(TARGET_SECONDS * n / seconds) if seconds > 0 else self.cap
+        self.size = max(1, min(self.cap, self.byte_cap, ideal, self.size * _GROWTH))
+
+
 def _run(
     backend: Backend,
     it: Iterator[Any],
     options: Options,
-    total: int | None,
-    unit: str,
+    sizer: _Sizer,
     describe: Callable[[int, Any], str],
-    auto_chunks: bool,
+    unit: str,
     flat: bool,
+    sizeof: Callable[[Any], int] | None,
     bar: Any,
 ) -> Iterator[Any]:
-    workers = max(1, backend.num_workers)
-    concurrent = getattr(backend, "concurrent", True)
     timeout = options.timeout
-    window = options.window
-    adapt = options.chunksize is None and timeout is None and auto_chunks
-    size = options.chunksize or 1
-    cap = MAX_CHUNK if total is None else max(1, min(MAX_CHUNK, total // (4 * workers)))
-
+    ordered = options.ordered
+    adapt = sizer.adapt
+    sample = adapt and sizeof is not None
     pending: dict[Future, tuple[int, list]] = {}  # insertion order = input order
     wake = threading.Event()
-    on_done = _waker(wake)
+
+    def on_done(_f: Future) -> None:
+        wake.set()
+
     taken = inflight = 0
     exhausted = False
-    ordered = options.ordered
-
     while True:
         # -- refill: submit chunks while the window has room (always keep one running)
-        while not exhausted:
-            n = size
-            win = window or (2 * workers * n if concurrent else n)
-            if n > win:
-                n = win
-            if pending and inflight + n > win:
-                break
+        while not exhausted and (n := sizer.next_chunk(inflight, bool(pending))):
             chunk = list(islice(it, n))
             if len(chunk) < n:
                 exhausted = True
                 if not chunk:
                     break
+            if sample:
+                sizer.sample(sizeof(chunk[0]))
             f = backend.submit(chunk, None if timeout is None else timeout * len(chunk))
             pending[f] = (taken, chunk)
             taken += len(chunk)
@@ -178,8 +213,7 @@ def _run(
             raise mapped from (None if isinstance(mapped, TimeoutError) else e)
 
         if adapt and outs:
-            ideal = int(TARGET_SECONDS * len(outs) / seconds) if seconds > 0 else cap
-            size = max(1, min(cap, ideal, size * _GROWTH))
+            sizer.observe(len(outs), seconds)
         if bar is not None:
             bar.update(len(outs))
         if flat:
@@ -190,13 +224,6 @@ def _run(
             pos, exc, tb = err
             _annotate(exc, describe(start + pos, chunk[pos]), backend.name)
             raise exc from RemoteTraceback(tb)
-
-
-def _waker(wake: threading.Event) -> Callable[[Future], None]:
-    def on_done(_f: Future) -> None:
-        wake.set()
-
-    return on_done
 
 
 def _wait(pending: dict[Future, Any], wake: threading.Event, ordered: bool) -> Future:

@@ -30,7 +30,30 @@ from docmill.document import Document
 from docmill.parallel._core import describe_item, stream
 from docmill.parallel._options import Options
 
-__all__ = ["apply_doc_batches", "apply_docs", "batch_source", "describe_batch"]
+__all__ = [
+    "apply_doc_batches",
+    "apply_docs",
+    "batch_source",
+    "describe_batch",
+    "item_nbytes",
+]
+
+
+def item_nbytes(x: Any) -> int:
+    """Rough size of an item's array data (a Document's tensor, embedding, blob and
+    text; an ndarray; bytes): lets the core keep chunks of big items small."""
+    if isinstance(x, Document):
+        return _nbytes(x.tensor) + _nbytes(x.embedding) + _nbytes(x.blob) + _nbytes(x.text)
+    return _nbytes(x)
+
+
+def _nbytes(v: Any) -> int:
+    if v is None:
+        return 0
+    if isinstance(v, bytes | bytearray | str):
+        return len(v)
+    n = getattr(v, "nbytes", 0)  # numpy arrays, memoryviews
+    return n if isinstance(n, int) else 0
 
 
 def describe_batch(index: int, batch: Any) -> str:
@@ -60,8 +83,12 @@ def _order(items: Iterable[Any], shuffle: bool) -> Sequence[Any] | Iterator[Any]
 
 
 def batch_source(items: Iterable[Any], batch_size: int, shuffle: bool) -> Iterator[Any]:
-    """Lazily cut ``items`` into batches: DocumentArrays of Documents, else lists."""
-    it = iter(_order(items, shuffle))
+    """Lazily cut ``items`` into batches: DocumentArrays of Documents, else lists.
+    (A bad ``shuffle`` is refused now, not at the first batch.)"""
+    return _batches(iter(_order(items, shuffle)), batch_size)
+
+
+def _batches(it: Iterator[Any], batch_size: int) -> Iterator[Any]:
     while True:
         chunk = []
         for x in it:
@@ -97,12 +124,16 @@ class _InPlace:
 def apply_docs(da: DocumentArray, func: Callable[[Document], Any], options: Options) -> None:
     """Run ``func`` on every Document of ``da`` and keep its changes (see the module doc)."""
     docs = list(da)  # positions are fixed at the start
-    chunks = stream(_InPlace(func), iter(docs), options, total=len(docs), flat=False)
+    chunks = stream(
+        _InPlace(func), iter(docs), options, total=len(docs), flat=False, sizeof=item_nbytes
+    )
     with closing(chunks):
         for start, chunk, outs in chunks:
             for j, r in enumerate(outs):
                 if r is not chunk[j]:
-                    _put(da, start + j, chunk[j], r, "apply", describe_item(start + j, chunk[j]))
+                    if not isinstance(r, Document):
+                        raise _not_a_document("apply", r, describe_item(start + j, chunk[j]))
+                    _put(da, start + j, chunk[j], r)
 
 
 def apply_doc_batches(
@@ -148,18 +179,22 @@ def apply_doc_batches(
                 positions = order[b * batch_size : b * batch_size + len(batch)]
                 for p, r in zip(positions, ret, strict=True):
                     if r is not docs[p]:
-                        _put(da, p, docs[p], r, "apply_batch", f"document {p} of {where}")
+                        if not isinstance(r, Document):
+                            raise _not_a_document("apply_batch", r, f"document {p} of {where}")
+                        _put(da, p, docs[p], r)
 
 
-def _put(da: DocumentArray, i: int, orig: Document, new: Any, caller: str, where: str) -> None:
+def _put(da: DocumentArray, i: int, orig: Document, new: Document) -> None:
     """Make position ``i`` of ``da`` hold what ``func`` made of ``orig``."""
-    if not isinstance(new, Document):
-        raise TypeError(
-            f"{caller}: func returned {type(new).__name__} for {where}; it must return a "
-            f"Document (or None to keep the changes it made in place). Use map() to "
-            f"collect other values"
-        )
     if new.id == orig.id:
         orig._update_from(new)  # same Document: keep the caller's object, take the new state
     else:
         da[i] = new
+
+
+def _not_a_document(caller: str, value: Any, where: str) -> TypeError:
+    return TypeError(
+        f"{caller}: func returned {type(value).__name__} for {where}; it must return a "
+        f"Document (or None to keep the changes it made in place). Use map() to "
+        f"collect other values"
+    )

@@ -16,6 +16,7 @@ mean "control" and no framing byte has to be glued to (copied onto) a payload.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import pickle
 import signal
@@ -93,6 +94,8 @@ def worker_main(conn: Any, blob: bytes, parent_pid: int, method: str, in_main: b
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent
     # A forkserver child's parent is the server, which exits when our parent does.
     _guard_parent(None if method == "forkserver" else parent_pid, in_main or method == "forkserver")
+    if method == "fork":
+        _fresh_std_streams()
     where = f"worker process {os.getpid()}"
     try:
         fn, endpoint, initializer, initargs = pickle.loads(blob)
@@ -131,6 +134,35 @@ def worker_main(conn: Any, blob: bytes, parent_pid: int, method: str, in_main: b
     except (EOFError, OSError):
         return  # the parent went away (killed, or it closed our pipe)
     endpoint.close()
+
+
+_abandoned: list[Any] = []
+
+
+def _fresh_std_streams() -> None:
+    """Replace sys.stdout/stderr by new objects over the same descriptors.
+
+    A thread of the parent may have held a stream's internal lock at the moment
+    of fork, and CPython does not reset it in the child (python/cpython#84579):
+    the first print, or the flush at exit, would hang forever. The old objects
+    are kept (never flushed or closed) so their finalizers do not touch that lock.
+    """
+    for name in ("stdout", "stderr"):
+        old = getattr(sys, name)
+        if not isinstance(old, io.TextIOWrapper):  # e.g. Jupyter's, which handles fork itself
+            continue
+        try:
+            new = open(  # noqa: SIM115 - lives as long as the worker
+                os.dup(old.fileno()),
+                "w",
+                buffering=1,
+                encoding=getattr(old, "encoding", None) or "utf-8",
+                errors=getattr(old, "errors", None) or "backslashreplace",
+            )
+        except Exception:  # no real descriptor: nothing to reset
+            continue
+        _abandoned.append(old)
+        setattr(sys, name, new)
 
 
 def _guard_parent(parent_pid: int | None, use_pdeathsig: bool) -> None:

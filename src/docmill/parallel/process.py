@@ -18,14 +18,16 @@ Ctrl-C settles every future within seconds::
 - ``fn`` (the core's chunk runner), the transport's endpoint and the initializer
   are pickled once with cloudpickle and shipped once per worker, so lambdas and
   closures work under fork, spawn and forkserver.
-- Only transport payload bytes cross the pipes. On the wire a non-empty message
-  is a payload; an empty message means "stop" (parent -> worker) or "the next
-  message is a pickled error" (worker -> parent), so no framing copy is needed.
+- Only transport payload bytes cross the pipes (the tiny protocol, with its
+  "ready" and error messages, is in :mod:`._process_worker`).
 - Worker death (exit, signal, OOM kill, segfault): the task it was running gets
-  :class:`~docmill.WorkerCrashed` with the exit code; tasks queued behind it in
-  its pipe never started and go to a fresh worker.
-- ``timeout``: a task that runs too long gets ``TimeoutError``; its worker is
-  terminated (killed after a short grace) and replaced.
+  :class:`~docmill.WorkerCrashed` with the exit code; tasks that never started
+  (queued behind it in its pipe) go to a fresh worker. Workers that keep dying
+  while they start break the backend instead of looping.
+- ``timeout``: counted from when the worker starts the task (never including
+  the worker's own start or initializer); a task that runs too long gets
+  ``TimeoutError``, its worker is terminated (SIGKILL after a short grace) and
+  replaced.
 - ``max_tasks_per_worker``: a worker is sent "stop" after its N-th task and
   replaced once it exits, under every start method.
 - Workers ignore SIGINT (a Ctrl-C reaches only the parent, whose core calls
@@ -48,10 +50,8 @@ import multiprocessing
 import os
 import pickle
 import signal
-import sys
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, InvalidStateError
@@ -60,9 +60,10 @@ from typing import Any
 
 import cloudpickle
 
-from docmill.errors import RemoteTraceback, WorkerCrashed
+from docmill.errors import WorkerCrashed
 from docmill.parallel._base import Backend
 from docmill.parallel._options import Options
+from docmill.parallel._process_worker import READY, worker_main
 from docmill.parallel.transport import Transport
 
 __all__ = ["ProcessBackend", "default_start_method", "make_transport"]
@@ -72,6 +73,8 @@ __all__ = ["ProcessBackend", "default_start_method", "make_transport"]
 _INFLIGHT_PER_WORKER = 2
 #: Seconds between SIGTERM and SIGKILL for a worker whose task timed out.
 _TERM_GRACE = 0.5
+#: Seconds a worker told to stop may take to exit after its last task, then SIGKILL.
+_EXIT_GRACE = 5.0
 #: Longest wait of the collector: how late it notices a shutdown or a new deadline.
 _POLL = 0.2
 #: Workers dying right after start, with no task, this many times in a row -> broken.
@@ -120,12 +123,12 @@ class _Worker:
         "assigned",
         "conn",
         "dead",
-        "done",
         "eof",
         "inflight",
         "kill_at",
         "pid",
         "proc",
+        "ready",
         "sending",
         "stopping",
         "timed_out",
@@ -137,13 +140,13 @@ class _Worker:
         self.pid: int = proc.pid
         self.inflight: deque[_Task] = deque()  # in the order the worker runs them
         self.assigned = 0  # tasks sent, for max_tasks_per_worker
-        self.done = 0
         self.stopping = False  # "stop" sent or about to be: takes no more tasks
         self.timed_out: _Task | None = None
         self.kill_at: float | None = None
         self.sending = False  # the feeder is writing to conn: it closes conn if we die meanwhile
         self.dead = False
         self.eof = False
+        self.ready = False  # fn loaded, initializer done: task clocks run from here
 
 
 class ProcessBackend(Backend):
@@ -267,7 +270,7 @@ class ProcessBackend(Backend):
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         in_main = threading.current_thread() is threading.main_thread()
         proc = self._ctx.Process(
-            target=_worker_main,
+            target=worker_main,
             args=(child_conn, self._blob, os.getpid(), self._method, in_main),
             name="docmill-process-worker",
             daemon=True,  # multiprocessing's exit handler stops any we failed to stop
@@ -299,15 +302,15 @@ class ProcessBackend(Backend):
             if job is None:
                 return
             w, task, stop = job
-            if w is None:  # closing and nothing left: every worker stops after its tasks
+            if w is None:  # shutting down, nothing queued: workers stop after their tasks
                 for x in stop:
                     self._send(x, None, stop=True)
-                return
-            self._send(w, task.payload, stop=stop)
+            else:
+                self._send(w, task.payload, stop=stop)
 
     def _next_job(self) -> tuple[Any, Any, Any] | None:
         """Wait for (worker, task, stop-after-it) to send, or (None, None, workers-to-stop)
-        at the end of a shutdown; None once cancelled."""
+        during a shutdown; None once cancelled or every worker is gone."""
         with self._lock:
             while True:
                 if self._cancelled:
@@ -319,7 +322,7 @@ class ProcessBackend(Backend):
                         self._transport.release(task.lease)  # type: ignore[union-attr]
                         continue  # the caller cancelled it before it was sent
                     task.dispatched = True
-                    if not w.inflight:
+                    if not w.inflight and w.ready:
                         task.started = time.monotonic()
                     w.inflight.append(task)
                     w.assigned += 1
@@ -329,10 +332,14 @@ class ProcessBackend(Backend):
                     w.sending = True
                     return w, task, retire
                 if not self._pending and self._state != "running":
+                    if not self._workers:
+                        return None
                     stops = [x for x in self._workers if not x.stopping]
                     for x in stops:
                         x.stopping = x.sending = True
-                    return None, None, stops
+                        self._exit_soon(x)
+                    if stops:
+                        return None, None, stops
                 self._wakeup.wait()
 
     def _pick_worker(self) -> _Worker | None:
@@ -394,25 +401,31 @@ class ProcessBackend(Backend):
     def _receive(self, w: _Worker) -> None:
         try:
             data = w.conn.recv_bytes()
-            error = pickle.loads(w.conn.recv_bytes()) if not data else None
+            control = pickle.loads(w.conn.recv_bytes()) if not data else None
         except (EOFError, OSError):
             w.eof = True  # died, possibly mid-message: its sentinel follows
             return
-        if error is not None and error.kind == "init":
-            self._break(error.rebuild)
+        if control == READY:
+            with self._lock:
+                w.ready = True
+                if w.inflight:
+                    w.inflight[0].started = time.monotonic()
+            return
+        if control is not None and control.kind == "init":
+            self._break(control.rebuild)
             return
         with self._lock:
             if not w.inflight:  # settled by shutdown(cancel=True) meanwhile
                 return
             task = w.inflight.popleft()
-            w.done += 1
             self._startup_deaths = 0
             if w.inflight:
                 w.inflight[0].started = time.monotonic()
+            self._exit_soon(w)
             if self._pending:
                 self._wakeup.notify()
-        if error is not None:
-            self._finish(task, error.rebuild())
+        if control is not None:
+            self._finish(task, control.rebuild())
             return
         try:
             result = self._transport.loads(data)  # type: ignore[union-attr]
@@ -426,57 +439,58 @@ class ProcessBackend(Backend):
             self._receive(w)
         w.proc.join(1.0)
         code = w.proc.exitcode
+        crashed = _crash_message(w.pid, code, w.ready)
+        failed: list[tuple[_Task, BaseException]] = []
         with self._lock:
             self._workers.remove(w)
             tasks = list(w.inflight)
             w.inflight.clear()
-            running = self._state == "running" and self._broken is None
-            head, queued = (tasks[0], tasks[1:]) if tasks else (None, [])
-            if head is not None and w.timed_out not in (None, head):
-                head, queued = None, tasks  # its slow task ended just before our kill
-            if running:  # the ones queued behind the head never started: run them elsewhere
-                self._pending.extendleft(reversed(queued))
-                queued = []
-            unexpected = head is None and not w.stopping and code != 0 and w.done == 0
-            self._startup_deaths += 1 if unexpected else 0
-            keeps_dying = self._startup_deaths >= _MAX_STARTUP_DEATHS
-            replace = (running or (self._pending and not self._cancelled)) and not keeps_dying
-        self._reap(w)
-        if head is not None:
-            if w.timed_out is head:
-                exc: BaseException = TimeoutError(
-                    f"a task ran longer than its timeout of {head.timeout:g} s; "
-                    f"its worker process {w.pid} was killed and replaced"
-                )
+            head = tasks[0] if tasks else None
+            if head is not None and head is w.timed_out:
+                limit = f"{head.timeout:g}"
+                failed.append((tasks.pop(0), _timeout_error(limit, w.pid)))
+            elif head is not None and w.ready and w.timed_out is None:
+                failed.append((tasks.pop(0), WorkerCrashed(crashed, exitcode=code)))
+            # The rest never started: queued behind the head, sent before the worker
+            # was ready, or behind a slow task that ended just before our kill.
+            usable = not self._cancelled and self._broken is None
+            if usable:
+                self._pending.extendleft(reversed(tasks))
             else:
-                exc = WorkerCrashed(_crash_message(w.pid, code), exitcode=code)
-            self._finish(head, exc)
-        for t in queued:
-            self._finish(t, WorkerCrashed(_crash_message(w.pid, code), exitcode=code))
+                failed.extend((t, WorkerCrashed(crashed, exitcode=code)) for t in tasks)
+            if usable and not w.ready:
+                self._startup_deaths += 1
+            keeps_dying = self._startup_deaths >= _MAX_STARTUP_DEATHS
+            replace = usable and (self._state == "running" or bool(self._pending))
+            self._wakeup.notify()  # the feeder stops once every worker is gone
+        self._reap(w)
+        for task, exc in failed:
+            self._finish(task, exc)
         if keeps_dying:
-            msg = (
-                f"worker processes keep dying right after they start; {_crash_message(w.pid, code)}"
-            )
+            msg = f"worker processes keep dying while they start; the last one: {crashed}"
             self._break(lambda: WorkerCrashed(msg, exitcode=code))
         elif replace:
-            try:
-                new = self._start_worker()
-            except Exception as e:
-                msg = f"could not start a worker process: {e!r}"
-                self._break(lambda: RuntimeError(msg))
-                return
-            with self._lock:
-                self._workers.append(new)  # the collector reaps it whatever happens next
-                doomed = self._cancelled or self._broken is not None
-                # a shutdown began meanwhile and the feeder may have sent its stops already
-                stop = not doomed and self._state != "running" and not self._pending
-                if stop:
-                    new.stopping = new.sending = True
-                self._wakeup.notify()
-            if doomed:
-                _kill(new.proc)
-            elif stop:
-                self._send(new, None, stop=True)
+            self._replace()
+
+    def _replace(self) -> None:
+        try:
+            new = self._start_worker()
+        except Exception as e:
+            msg = f"could not start a worker process: {e!r}"
+            self._break(lambda: RuntimeError(msg))
+            return
+        with self._lock:
+            self._workers.append(new)  # the collector reaps it whatever happens next
+            doomed = self._cancelled or self._broken is not None
+            self._wakeup.notify()
+        if doomed:  # cancelled meanwhile
+            _kill(new.proc)
+
+    def _exit_soon(self, w: _Worker) -> None:
+        """(Under the lock.) A worker told to stop that holds no task must exit soon:
+        one that hangs on its way out (say, on a lock copied by fork) gets killed."""
+        if w.stopping and not w.inflight and w.kill_at is None:
+            w.kill_at = time.monotonic() + _EXIT_GRACE
 
     def _next_wakeup(self) -> float:
         now, soonest = time.monotonic(), _POLL
@@ -545,11 +559,12 @@ class ProcessBackend(Backend):
             self._finish(t, make_exc())
 
     def _join_threads(self) -> None:
-        me = threading.current_thread()
+        # cancel: the workers are dead, so this takes milliseconds (bounded all the
+        # same); otherwise the tasks in flight finish first
+        end = time.monotonic() + 2.0
         for t in self._threads:
-            if t is not me:
-                # cancel: workers are dead, so this is quick; else tasks in flight finish first
-                t.join(5.0 if self._cancelled else None)
+            if t is not threading.current_thread():
+                t.join(max(0.0, end - time.monotonic()) if self._cancelled else None)
 
 
 def _kill(proc: Any) -> None:
@@ -570,137 +585,25 @@ def _sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _crash_message(pid: int, code: int | None) -> str:
+def _timeout_error(limit: str, pid: int) -> TimeoutError:
+    return TimeoutError(
+        f"a task ran longer than its timeout of {limit} s; "
+        f"its worker process {pid} was killed and replaced"
+    )
+
+
+def _crash_message(pid: int, code: int | None, ready: bool = True) -> str:
+    when = "" if ready else " while starting (loading the function or in the initializer)"
     if code is None:
-        return f"worker process {pid} died (exit code unknown)"
+        return f"worker process {pid} died{when} (exit code unknown)"
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
         hint = _SIGNAL_HINTS.get(-code, f"it was killed by {name}")
-        return f"worker process {pid} died with exit code {code} ({name}): {hint}"
+        return f"worker process {pid} died{when} with exit code {code} ({name}): {hint}"
     return (
-        f"worker process {pid} died with exit code {code} (os._exit or sys.exit called "
-        f"from native code, or a fatal interpreter error)"
+        f"worker process {pid} died{when} with exit code {code} (os._exit or sys.exit "
+        f"called from native code, or a fatal interpreter error)"
     )
-
-
-# ---------------------------------------------------------------------- the worker side
-class _RemoteError:
-    """An exception raised in a worker, made safe to send to the parent."""
-
-    def __init__(self, exc: BaseException, kind: str, where: str) -> None:
-        self.kind = kind  # 'task' (fn raised), 'result' (result unpicklable), 'init'
-        self.where = where
-        self.type_name = type(exc).__qualname__
-        self.message = str(exc)
-        self.tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        try:
-            self.exc_bytes: bytes | None = cloudpickle.dumps(exc)
-            pickle.loads(self.exc_bytes)  # exceptions with odd __init__s fail only here
-        except Exception:
-            self.exc_bytes = None
-
-    def _original(self) -> BaseException:
-        exc = None
-        if self.exc_bytes is not None:
-            with contextlib.suppress(Exception):
-                exc = pickle.loads(self.exc_bytes)
-        if not isinstance(exc, BaseException):
-            exc = RuntimeError(f"{self.type_name}: {self.message}")
-        exc.__cause__ = RemoteTraceback(self.tb)
-        return exc
-
-    def rebuild(self) -> BaseException:
-        """A fresh exception for the parent, with the worker's traceback as its cause."""
-        exc = self._original()
-        if self.kind == "task":
-            return exc
-        if self.kind == "result":
-            wrapped: BaseException = pickle.PicklingError(
-                f"the result of a task could not be pickled to send it back from "
-                f"{self.where}: {self.type_name}: {self.message}. Return picklable "
-                f"values (or use backend='thread')"
-            )
-        else:
-            wrapped = RuntimeError(
-                f"starting {self.where} failed, so no task can run: {self.type_name}: "
-                f"{self.message} (its traceback is shown above)"
-            )
-        wrapped.__cause__ = exc
-        return wrapped
-
-
-def _send_error(conn: Any, exc: BaseException, kind: str, where: str) -> None:
-    conn.send_bytes(b"")
-    conn.send_bytes(pickle.dumps(_RemoteError(exc, kind, where)))
-
-
-def _worker_main(conn: Any, blob: bytes, parent_pid: int, method: str, in_main: bool) -> None:
-    """Body of a worker process: load fn once, then answer tasks until "stop" or EOF."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(AttributeError, OSError, ValueError):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    # forkserver children are the server's; the server exits when the parent does
-    _guard_parent(None if method == "forkserver" else parent_pid, in_main or method == "forkserver")
-    where = f"worker process {os.getpid()}"
-    try:
-        fn, endpoint, initializer, initargs = pickle.loads(blob)
-        del blob
-        if initializer is not None:
-            where = (
-                f"the initializer {getattr(initializer, '__qualname__', initializer)!r} in {where}"
-            )
-            initializer(*initargs)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            _send_error(conn, e, "init", where)
-        sys.exit(1)
-    loads, dumps, recv, send = endpoint.loads, endpoint.dumps, conn.recv_bytes, conn.send_bytes
-    try:
-        while True:
-            data = recv()
-            if not data:  # "stop"
-                break
-            try:
-                result = fn(loads(data))
-            except BaseException as e:  # SystemExit too: it fails the task, not the worker
-                _send_error(conn, e, "task", where)
-                continue
-            finally:
-                del data
-            try:
-                out = dumps(result)
-            except BaseException as e:
-                _send_error(conn, e, "result", where)
-                continue
-            finally:
-                del result
-            send(out)
-            del out
-    except (EOFError, OSError):
-        return  # the parent went away (killed, or it closed our pipe)
-    endpoint.close()
-
-
-def _guard_parent(parent_pid: int | None, use_pdeathsig: bool) -> None:
-    """Make sure this worker never outlives its parent."""
-    if use_pdeathsig and sys.platform.startswith("linux"):
-        # PR_SET_PDEATHSIG fires when the *thread* that started us exits, so it is
-        # only used when that was the main thread (or the forkserver's).
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    ppid = os.getppid()
-    if parent_pid is not None and ppid != parent_pid:
-        os._exit(1)  # the parent died before we got here
-
-    def watch() -> None:
-        while os.getppid() == ppid:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="docmill-parent-watch", daemon=True).start()

@@ -83,6 +83,7 @@ class ThreadBackend(Backend):
                 return
             self._closed = True
             threads = list(self._threads)
+            stuck = set(self._abandoned)  # timed out in func: waiting for them is pointless
         if cancel:
             self._drain()
         for _ in threads:
@@ -91,8 +92,8 @@ class ThreadBackend(Backend):
         deadline = monotonic() + _JOIN_SECONDS
         for t in [*threads, self._watchdog]:
             # a thread stuck in func cannot be stopped; it is a daemon and exits
-            # when func returns (it then finds the queue closed)
-            if t is not None and t is not threading.current_thread():
+            # when func returns (it then finds the backend closed)
+            if t is not None and t not in stuck and t is not threading.current_thread():
                 t.join(max(0.0, deadline - monotonic()))
         self._fn = None
 

@@ -1,0 +1,158 @@
+"""Encoding for :mod:`docmill.parallel.shm`: what goes out of band, and the message layout.
+
+:func:`encode` pickles an object with protocol 5 and hands back every buffer of
+at least ``threshold`` bytes separately (ndarray data, ``bytearray``,
+``Document.blob``, datetime arrays, non-contiguous arrays made contiguous); smaller ones stay
+in the pickle. The shared-memory transport places those buffers in a segment
+and sends a message::
+
+    plain pickle (first byte 0x80)                  when nothing went out of band
+    b"S" | u16 len(segment) | u16 len(reply) | u32 n | u64 reply capacity |
+      segment name | reply name | n x (u64 offset, u64 length) | pickle
+
+``segment`` holds the buffers at the given offsets; ``reply`` (tasks only) names
+a segment the worker may write its result into. :func:`decode_header` splits a
+message back; the receiver rebuilds the object with
+``pickle.loads(stream, buffers=[views at those spans])``.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from docmill.document import FIELDS, Document, _rebuild
+
+__all__ = ["ALIGN", "Message", "encode", "is_plain", "layout", "make_message", "parse"]
+
+#: Buffers start on cache-line boundaries inside a segment: aligned for every dtype.
+ALIGN = 64
+
+_SHM = 0x53  # "S"
+_HEAD = struct.Struct("<BHHIQ")
+_BLOB = FIELDS.index("blob")  # position of Document.blob in Document._get_state()
+
+
+def _rebuild_with_blob(state: tuple, blob: Any) -> Document:
+    d = _rebuild(state)
+    d.blob = bytes(blob)  # bytes cannot wrap foreign memory: the one copy on this side
+    return d
+
+
+def _as_dtype(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return a.view(dtype)
+
+
+class _Pickler(pickle.Pickler):
+    """Protocol-5 pickler that also takes out of band what pickle alone would not:
+    non-contiguous arrays (made contiguous first), datetime64 / timedelta64 arrays
+    and ``Document.blob`` bytes."""
+
+    def __init__(self, file: Any, threshold: int, buffers: list) -> None:
+        super().__init__(file, protocol=5, buffer_callback=self._take)
+        self._threshold = threshold
+        self._buffers = buffers
+
+    def _take(self, pb: pickle.PickleBuffer) -> bool:
+        try:
+            m = pb.raw()
+        except BufferError:  # a non-contiguous exporter: let pickle keep it in band
+            return True
+        if m.nbytes < self._threshold:
+            return True  # in band
+        self._buffers.append(m)
+        return False
+
+    def reducer_override(self, obj: Any) -> Any:
+        # Called once per object of a non-builtin type (not per int, str, dict, ...).
+        t = type(obj)
+        if t is np.ndarray:
+            if obj.nbytes < self._threshold or obj.dtype.hasobject:
+                return NotImplemented
+            if not obj.flags.c_contiguous and not obj.flags.f_contiguous:
+                obj = np.ascontiguousarray(obj)
+                if obj.dtype.kind not in "mM":
+                    return obj.__reduce_ex__(5)
+            if obj.dtype.kind in "mM":  # numpy pickles datetimes in band: send int64s
+                return _as_dtype, (obj.view(np.int64), obj.dtype)
+        elif t is Document:
+            blob = obj.blob
+            if type(blob) is bytes and len(blob) >= self._threshold:
+                state = obj._get_state()
+                state = (*state[:_BLOB], None, *state[_BLOB + 1 :])
+                return _rebuild_with_blob, (state, pickle.PickleBuffer(blob))
+        return NotImplemented
+
+
+def encode(obj: Any, threshold: int) -> tuple[bytes, list[memoryview]]:
+    """Pickle ``obj``; return the stream and the buffers taken out of band
+    (each a flat, contiguous byte view)."""
+    buffers: list[memoryview] = []
+    f = io.BytesIO()
+    _Pickler(f, max(threshold, 1), buffers).dump(obj)
+    return f.getvalue(), buffers
+
+
+def layout(buffers: list[memoryview]) -> tuple[list[int], int]:
+    """Offsets that place ``buffers`` one after another, aligned; and the total size."""
+    offsets: list[int] = []
+    pos = 0
+    for m in buffers:
+        pos += -pos % ALIGN
+        offsets.append(pos)
+        pos += m.nbytes
+    return offsets, pos
+
+
+def make_message(
+    stream: bytes,
+    segment: str = "",
+    buffers: list[memoryview] = (),  # type: ignore[assignment]
+    offsets: list[int] = (),  # type: ignore[assignment]
+    reply: str = "",
+    reply_size: int = 0,
+) -> bytes:
+    name_b, reply_b = segment.encode(), reply.encode()
+    spans = [v for off, m in zip(offsets, buffers, strict=True) for v in (off, m.nbytes)]
+    return b"".join(
+        (
+            _HEAD.pack(_SHM, len(name_b), len(reply_b), len(buffers), reply_size),
+            name_b,
+            reply_b,
+            struct.pack(f"<{len(spans)}Q", *spans),
+            stream,
+        )
+    )
+
+
+class Message(NamedTuple):
+    segment: str
+    reply: str
+    reply_size: int
+    spans: list[tuple[int, int]]  # (offset, length) of each out-of-band buffer
+    stream: memoryview  # the pickle
+
+
+def is_plain(payload: bytes) -> bool:
+    """True when ``payload`` is a plain pickle (nothing out of band)."""
+    return payload[0] != _SHM
+
+
+def parse(payload: bytes) -> Message:
+    """Split a message made by :func:`make_message`."""
+    kind, name_len, reply_len, n, reply_size = _HEAD.unpack_from(payload)
+    if kind != _SHM:
+        raise ValueError("not a shared-memory transport message")
+    pos = _HEAD.size
+    name = bytes(payload[pos : pos + name_len]).decode()
+    pos += name_len
+    reply = bytes(payload[pos : pos + reply_len]).decode()
+    pos += reply_len
+    flat = struct.unpack_from(f"<{2 * n}Q", payload, pos)
+    pos += 16 * n
+    spans = list(zip(flat[::2], flat[1::2], strict=True))
+    return Message(name, reply, reply_size, spans, memoryview(payload)[pos:])

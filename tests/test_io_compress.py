@@ -1,0 +1,116 @@
+"""The codec registry: frame compression, legacy one-shot calls, whole-stream files."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import zlib
+
+import lz4.frame
+import numpy as np
+import pytest
+import zstandard
+
+from docmill import FormatError
+from docmill.io._compress import (
+    CODEC_IDS,
+    CODEC_NAMES,
+    check_compress,
+    compress_bytes,
+    compress_pieces,
+    decompress_bytes,
+    decompress_exact,
+    stream_reader,
+    stream_writer,
+)
+
+NAMES = [n for n in CODEC_IDS if n is not None]
+DATA = b"docmill " * 5000 + bytes(range(256))
+
+
+def test_codec_ids_are_stable() -> None:
+    # recorded in files: renumbering would break every file written before
+    assert CODEC_IDS == {None: 0, "lz4": 1, "zstd": 2, "zlib": 3, "gzip": 4, "bz2": 5, "lzma": 6}
+    assert all(CODEC_IDS[CODEC_NAMES[i]] == i for i in CODEC_NAMES)
+
+
+def test_check_compress() -> None:
+    assert check_compress(None) is None and check_compress("lz4") == "lz4"
+    for bad in ("LZ4", "snappy", 1, ""):
+        with pytest.raises(ValueError, match="is not supported; use one of: None, 'lz4'"):
+            check_compress(bad)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pieces_compress_like_their_concatenation(name: str) -> None:
+    a = np.arange(10_000, dtype=np.int32)
+    pieces = [b"head", memoryview(a), b"", DATA]
+    size = sum(memoryview(p).nbytes for p in pieces)
+    packed = compress_pieces(name, pieces, size)
+    out = decompress_exact(name, packed, size)
+    assert isinstance(out, bytearray) and out == b"head" + a.tobytes() + DATA
+    assert len(packed) < size
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_decompress_exact_checks_size_and_data(name: str) -> None:
+    packed = compress_pieces(name, [DATA], len(DATA))
+    with pytest.raises(FormatError, match=f"{name}.*(expected|more|incomplete)"):
+        decompress_exact(name, packed, len(DATA) - 1)
+    with pytest.raises(FormatError, match=name):
+        decompress_exact(name, packed, len(DATA) + 1)
+    with pytest.raises(FormatError, match=name):
+        decompress_exact(name, packed[: len(packed) // 2], len(DATA))
+    with pytest.raises(FormatError, match=f"{name} data"):
+        decompress_exact(name, b"\x00garbage" * 4, len(DATA))
+
+
+@pytest.mark.parametrize(
+    ("name", "reference"),
+    [
+        ("lz4", lz4.frame.decompress),
+        ("zstd", zstandard.ZstdDecompressor().decompress),
+        ("zlib", zlib.decompress),
+        ("gzip", gzip.decompress),
+        ("bz2", bz2.decompress),
+        ("lzma", lzma.decompress),
+    ],
+)
+def test_legacy_one_shot_calls_are_the_standard_formats(name, reference) -> None:
+    packed = compress_bytes(DATA, name)
+    assert reference(packed) == DATA
+    assert decompress_bytes(packed, name) == DATA
+    with pytest.raises(FormatError, match=f"{name} data does not decompress"):
+        decompress_bytes(b"not compressed at all", name)
+
+
+def test_no_compression_passes_through() -> None:
+    assert compress_bytes(DATA, None) is DATA and decompress_bytes(DATA, None) is DATA
+
+
+@pytest.mark.parametrize("name", [*NAMES, None])
+def test_stream_writer_and_reader(name) -> None:
+    raw = io.BytesIO()
+    w = stream_writer(raw, name)
+    for i in range(0, len(DATA), 1000):
+        w.write(DATA[i : i + 1000])
+    w.close()
+    assert not raw.closed
+    raw.seek(0)
+    r = stream_reader(raw, name)
+    out = bytearray()
+    while chunk := r.read(777):
+        out += chunk
+    assert out == DATA
+
+
+def test_zlib_stream_reader_reports_truncation() -> None:
+    raw = io.BytesIO()
+    w = stream_writer(raw, "zlib")
+    w.write(DATA)
+    w.close()
+    r = stream_reader(io.BytesIO(raw.getvalue()[:-20]), "zlib")
+    with pytest.raises(EOFError, match="zlib stream ends"):
+        r.read()
