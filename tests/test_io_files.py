@@ -90,7 +90,8 @@ def test_reader_over_bytes_tracks_offsets_and_truncation() -> None:
 
 
 def test_reader_payloads_are_writable() -> None:
-    assert isinstance(BinaryReader(b"abcd").payload(2, "x"), bytearray)  # bytes: copied
+    copied = BinaryReader(b"abcd").payload(2, "x")  # bytes: copied
+    assert not copied.readonly and bytes(copied) == b"ab"
     data = bytearray(b"abcd")
     view = BinaryReader(data).payload(2, "x")
     view[0] = ord("z")  # a writable buffer: a view, no copy

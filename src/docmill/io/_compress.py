@@ -5,8 +5,9 @@ Three shapes of use, all with the same names (``None``, 'lz4', 'zstd', 'zlib',
 
 - :func:`compress_pieces` / :func:`decompress_exact` — one docmill frame: the
   payload arrives as several buffers (metadata, then raw ndarray memory) and is
-  fed to an incremental compressor piece by piece, so it is never joined first;
-  decompression returns a *writable* ``bytearray`` of a size known in advance,
+  fed to an incremental compressor piece by piece, so it is never joined (nor
+  is the compressed output: the chunks are written one after the other);
+  decompression returns *writable* memory of a size known in advance,
   so arrays can be views into it.
 - :func:`compress_bytes` / :func:`decompress_bytes` — one legacy Document
   (docarray 0.21 compressed each Document with the library's one-shot call).
@@ -30,6 +31,7 @@ from typing import IO, Any
 import zstandard
 
 from docmill.errors import FormatError
+from docmill.io._files import writable_buffer, writable_copy
 
 __all__ = [
     "CODEC_IDS",
@@ -113,15 +115,16 @@ def _compressor(name: str, size: int = 0) -> Any:
     raise ValueError(f"unknown compression {name!r}")  # pragma: no cover - checked first
 
 
-def compress_pieces(name: str, pieces: Iterable[Any], size: int) -> bytes:
-    """Compress the concatenation of ``pieces`` (``size`` bytes in all) without joining them."""
+def compress_pieces(name: str, pieces: Iterable[Any], size: int) -> list[bytes]:
+    """Compress the concatenation of ``pieces`` (``size`` bytes in all) without joining them;
+    returns the compressed stream as chunks (joining them would be one more copy)."""
     c = _compressor(name, size)
     out = [c.compress(p) for p in pieces]
     out.append(c.flush())
-    return b"".join(out)
+    return [chunk for chunk in out if chunk]
 
 
-def decompress_exact(name: str, data: Any, size: int) -> bytearray:
+def decompress_exact(name: str, data: Any, size: int) -> bytearray | memoryview:
     """Decompress one docmill frame payload into a new writable buffer of exactly ``size`` bytes.
 
     Raises :class:`FormatError` (without an offset; the caller adds it) when the
@@ -133,7 +136,7 @@ def decompress_exact(name: str, data: Any, size: int) -> bytearray:
 
             out = lz4.frame.decompress(data, return_bytearray=True)
         elif name == "zstd":
-            out = bytearray(size)
+            out = writable_buffer(size)
             with zstandard.ZstdDecompressor().stream_reader(data) as r:
                 n = _readinto_full(r, out)
                 if n != size or r.read(1):
@@ -146,7 +149,7 @@ def decompress_exact(name: str, data: Any, size: int) -> bytearray:
             else:
                 d = lzma.LZMADecompressor()
             # max_length stops a bad size field from inflating without bound
-            out = bytearray(d.decompress(data, size + 1))
+            out = writable_copy(d.decompress(data, size + 1))
             if not d.eof:
                 raise FormatError(f"{name} stream is incomplete")
         else:  # pragma: no cover - codec ids are checked first
@@ -160,9 +163,9 @@ def decompress_exact(name: str, data: Any, size: int) -> bytearray:
     return out
 
 
-def _readinto_full(r: Any, out: bytearray) -> int:
-    view, n = memoryview(out), 0
-    while n < len(out):
+def _readinto_full(r: Any, view: memoryview) -> int:
+    n = 0
+    while n < len(view):
         k = r.readinto(view[n:])
         if not k:
             break

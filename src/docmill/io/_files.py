@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import PurePath
 from typing import IO, Any
 
+import numpy as np
+
 from docmill.errors import FormatError
 
 __all__ = [
@@ -179,12 +181,30 @@ def _atomic_fsspec(fs: Any, path: str) -> Iterator[IO[bytes]]:
 _CHUNK = 64 << 20
 
 
+def writable_buffer(n: int) -> memoryview:
+    """``n`` uninitialised, writable bytes.
+
+    A numpy allocation, not a ``bytearray``: numpy asks the kernel for huge pages
+    on large buffers and skips zero-filling, so filling it (a copy, ``readinto``)
+    runs ~2.5x faster than into a ``bytearray`` here (page faults dominate).
+    """
+    return memoryview(np.empty(n, np.uint8))
+
+
+def writable_copy(data: Any) -> memoryview:
+    """A writable copy of the bytes of ``data`` (see :func:`writable_buffer`)."""
+    src = memoryview(data).cast("B")
+    out = np.empty(src.nbytes, np.uint8)
+    out[:] = np.frombuffer(src, np.uint8)  # numpy copies without holding the GIL
+    return memoryview(out)
+
+
 class BinaryReader:
     """Exact-size reads with a running offset, over a file object or an in-memory buffer.
 
     ``payload(n)`` returns *writable* memory, so arrays decoded from it can be
-    writable views: for a file a fresh ``bytearray`` filled with ``readinto``
-    (the one unavoidable copy); for a writable buffer (``bytearray``, writable
+    writable views: for a file a fresh buffer filled with ``readinto`` (the one
+    unavoidable copy); for a writable buffer (``bytearray``, writable
     ``memoryview``) a slice of it, no copy at all; for ``bytes`` a copy of the
     slice.
     """
@@ -226,7 +246,7 @@ class BinaryReader:
         self.offset += len(out)
         return out
 
-    def payload(self, n: int, what: str, copy: bool = True) -> bytearray | memoryview:
+    def payload(self, n: int, what: str, copy: bool = True) -> memoryview:
         """Exactly ``n`` bytes as writable memory; short -> :class:`FormatError`.
 
         ``copy=False``: a slice of read-only in-memory data is returned as a
@@ -239,21 +259,21 @@ class BinaryReader:
                 raise _truncated(what, n, len(self._mem) - start, start)
             self.offset = end
             view = self._mem[start:end]
-            return bytearray(view) if view.readonly and copy else view
+            return writable_copy(view) if view.readonly and copy else view
         left = self.remaining()
         if left is not None and n > left:
             raise _truncated(what, n, left, start)
         if left is None and n > _CHUNK:
             # unknown size: grow with the data actually there instead of trusting n
-            buf = bytearray()
-            while len(buf) < n:
-                chunk = self._file.read(min(_CHUNK, n - len(buf)))
+            grown = bytearray()
+            while len(grown) < n:
+                chunk = self._file.read(min(_CHUNK, n - len(grown)))
                 if not chunk:
                     break
-                buf += chunk
-            got = len(buf)
+                grown += chunk
+            got, buf = len(grown), memoryview(grown)
         else:
-            buf = bytearray(n)
+            buf = writable_buffer(n)
             got = _readinto_exact(self._file, buf)
         self.offset += got
         if got != n:
@@ -267,9 +287,9 @@ def _truncated(what: str, wanted: int, got: int, offset: int) -> FormatError:
     )
 
 
-def _readinto_exact(f: Any, buf: bytearray) -> int:
+def _readinto_exact(f: Any, buf: memoryview) -> int:
     """Fill ``buf`` from ``f`` (looping over short reads); returns the bytes read."""
-    view, n = memoryview(buf), 0
+    view, n = buf, 0
     readinto = getattr(f, "readinto", None)
     while n < len(buf):
         if readinto is not None:

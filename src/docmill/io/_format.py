@@ -44,7 +44,7 @@ from docmill.document import Document
 from docmill.errors import FormatError
 from docmill.io._compress import CODEC_IDS, CODEC_NAMES, compress_pieces, decompress_exact
 from docmill.io._docpack import ALIGN, decode_payload, encode_payload
-from docmill.io._files import BinaryReader
+from docmill.io._files import BinaryReader, writable_copy
 
 __all__ = [
     "MAGIC",
@@ -91,8 +91,8 @@ def encode_frame(docs: Sequence[Document], compress: str | None, first: int = 0)
     codec = 0
     if compress is not None:
         packed = compress_pieces(compress, pieces, raw_len)
-        if len(packed) < raw_len:  # else store raw: incompressible data decodes for free
-            pieces, codec = [packed], CODEC_IDS[compress]
+        if sum(map(len, packed)) < raw_len:  # else store raw: incompressible data decodes free
+            pieces, codec = packed, CODEC_IDS[compress]
     stored_len = sum(memoryview(p).nbytes for p in pieces)
     crc = 0
     for p in pieces:
@@ -316,7 +316,7 @@ def _decode_frame(f: _RawFrame) -> list[Document]:
         if name is not None:
             payload = decompress_exact(name, f.payload, f.raw_len)
         elif memoryview(f.payload).readonly:
-            payload = bytearray(f.payload)  # the one copy that makes the arrays writable
+            payload = writable_copy(f.payload)  # the one copy that makes arrays writable
         else:
             payload = f.payload
         return decode_payload(payload, f.count)

@@ -335,7 +335,7 @@ def _read_ndarray(msg: Any, name: str) -> Any:
         if dtype.hasobject:
             raise TypeError(f"dtype {dtype} holds Python objects")
         if dense.buffer:
-            a = np.frombuffer(bytearray(dense.buffer), dtype).reshape(shape)
+            a = np.frombuffer(dense.buffer, dtype).reshape(shape).copy()  # writable
         elif math.prod(shape) == 0:
             a = np.zeros(shape, dtype)
         else:

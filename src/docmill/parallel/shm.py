@@ -95,6 +95,7 @@ _POOL_BYTES = 256 << 20  # ... and their total size
 _WORKER_MAPS = 64  # mappings a worker keeps ...
 _WORKER_BYTES = 1 << 30  # ... and their total size
 _PRUNE_EVERY = 256  # a worker drops mappings of deleted segments this often (messages)
+_IOV_MAX = 1024  # buffers per pwritev call (the Linux limit)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _CREATE = os.O_CREAT | os.O_EXCL | os.O_RDWR | _CLOEXEC
 
@@ -207,6 +208,33 @@ def _map(path: str) -> mmap.mmap:
 def _copy_into(view: memoryview, buffers: list[memoryview], offsets: list[int]) -> None:
     for m, off in zip(buffers, offsets, strict=True):
         view[off : off + m.nbytes] = m
+
+
+def _iovec(buffers: list[memoryview], offsets: list[int]) -> list[Any]:
+    """The buffers with the alignment padding between them, for ``pwritev`` at 0."""
+    iov: list[Any] = []
+    pos = 0
+    for m, off in zip(buffers, offsets, strict=True):
+        if off > pos:
+            iov.append(bytes(off - pos))
+        iov.append(m)
+        pos = off + m.nbytes
+    return iov
+
+
+def _pwrite_all(fd: int, iov: list[Any]) -> None:
+    """``pwritev`` all of ``iov`` from offset 0, resuming after short writes."""
+    views = [memoryview(b) for b in iov]
+    offset = 0
+    while views:
+        done = os.pwritev(fd, views[:_IOV_MAX], offset)
+        if done <= 0:
+            raise OSError("pwritev wrote nothing to a shared-memory segment")
+        offset += done
+        while views and done >= views[0].nbytes:  # drop the buffers written completely
+            done -= views.pop(0).nbytes
+        if done:  # ... and trim the one written in part
+            views[0] = views[0][done:]
 
 
 def _unlink(path: str) -> None:
@@ -526,7 +554,7 @@ class _WorkerEndpoint(Endpoint):
                 return make_message(stream, reply[0], buffers, offsets)
             except (OSError, RuntimeError):
                 pass  # gone: write a new segment instead
-        name = self._new_segment(buffers, offsets, size)
+        name = self._new_segment(buffers, offsets)
         if name is None:
             return pickle.dumps(obj, protocol=5)  # /dev/shm full or transport closed
         return make_message(stream, name, buffers, offsets)
@@ -556,14 +584,19 @@ class _WorkerEndpoint(Endpoint):
         ):
             del self._maps[next(iter(self._maps))]  # the oldest
 
-    def _new_segment(self, buffers: list[memoryview], offsets: list[int], size: int) -> str | None:
-        """Create, fill and map a result segment; its name, or None to send in band."""
-        cap = _capacity(size)
+    def _new_segment(self, buffers: list[memoryview], offsets: list[int]) -> str | None:
+        """Write a new result segment; its name, or None to send the result in band.
+
+        Written with ``pwritev``, not through a mapping: for pages that do not
+        exist yet the kernel's copy beats faulting them in one by one (and a full
+        /dev/shm is an ``OSError``). Every byte up to its size is written, so a
+        later copy into it through a mapping (as a reply segment) never meets a hole.
+        """
         for _ in range(100):  # skip stale names left by an earlier process with our pid
             name = f"{self._prefix}r{os.getpid()}-{next(self._counter)}"
             path = os.path.join(self._dir, name)
             try:
-                mm = _create(path, cap)
+                fd = os.open(path, _CREATE, 0o600)
                 break
             except FileExistsError:
                 continue
@@ -571,14 +604,18 @@ class _WorkerEndpoint(Endpoint):
                 return None
         else:
             return None
-        view = memoryview(mm)
-        _copy_into(view, buffers, offsets)
+        try:
+            _pwrite_all(fd, _iovec(buffers, offsets))
+        except OSError:
+            _unlink(path)
+            return None
+        finally:
+            os.close(fd)
         if not os.path.exists(os.path.join(self._dir, self._prefix + "live")):
             # The parent closed its transport and may have swept already: nobody
             # would read or delete this segment, so do not leave it behind.
             _unlink(path)
             return None
-        self._maps[name] = view  # it may come back as a reply segment
         return name
 
     def close(self) -> None:

@@ -1,0 +1,209 @@
+"""The shared-memory transport (issue 4), printed as tables of ratios.
+
+1. roundtrip -- arrays through an identity function on 2 worker processes
+                (``parallel.map(..., backend='process')``), results consumed and
+                dropped: GB/s of array data (each array crosses both ways) with
+                ``transport='shm'`` vs ``transport='pickle'`` (everything through
+                the pipes), at several array sizes; 1 MB float32 is the headline.
+                16 distinct arrays are cycled, so pickle's memo cannot skip repeats.
+2. image     -- the seed's ``foo`` (load JPEG -> normalize -> channel axis first)
+                over generated 320x240 JPEGs, page cache warm, best of two: plain
+                loop vs ``apply(backend='process')`` with shm and with pickle, and
+                legacy docarray 0.21.1's process backend (``~/legacy/bin/python``,
+                a subprocess; skipped when absent) against its own loop.
+
+The machine is shared and noisy: compare the ratios, measured side by side in
+one run, not the absolute numbers. ::
+
+    python benchmarks/bench_transport.py            # full sizes (~2 minutes)
+    python benchmarks/bench_transport.py --quick    # small sizes
+    python benchmarks/bench_transport.py --only 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from docmill import DocumentArray, parallel
+
+LEGACY_PYTHON = Path.home() / "legacy" / "bin" / "python"
+Row = tuple[str, str, str]
+
+
+def identity(x):
+    return x
+
+
+def best_of(runs: int, fn: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+# ---------------------------------------------------------------------- 1. round trip
+def exp_roundtrip(total_mb: int, sizes_kb: list[int], runs: int) -> list[Row]:
+    rows: list[Row] = []
+    for kb in sizes_kb:
+        arrays = [np.full(kb * 256, i, np.float32) for i in range(16)]  # kb KiB each
+        n = max(64, total_mb * 1024 // kb)
+        nbytes = n * arrays[0].nbytes
+
+        def run(transport: str, arrays=arrays, n=n) -> None:
+            items = (arrays[i % 16] for i in range(n))
+            for _ in parallel.map(
+                identity, items, backend="process", num_worker=2, transport=transport
+            ):
+                pass
+
+        rates = {t: nbytes / best_of(runs, lambda t=t: run(t)) / 1e9 for t in ("shm", "pickle")}
+        label = f"{kb // 1024} MB" if kb >= 1024 else f"{kb} KB"
+        target = "  target >= 2 GB/s and >= 4x" if kb == 1024 else ""
+        rows.append(
+            (
+                f"{label} float32 x {n}",
+                f"shm {rates['shm']:.2f} GB/s | pickle {rates['pickle']:.2f} GB/s",
+                f"{rates['shm'] / rates['pickle']:.2f}x pipe{target}",
+            )
+        )
+    return rows
+
+
+# ---------------------------------------------------------------------- 2. image example
+def exp_image(n_images: int, runs: int) -> list[Row]:
+    from docmill import _demo
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _demo.make_images(Path(tmp) / "jpg", n_images)
+        pattern = str(folder / "*.jpg")
+        for p in folder.glob("*.jpg"):  # warm the page cache
+            p.read_bytes()
+
+        def fresh() -> DocumentArray:
+            return DocumentArray.from_files(pattern)
+
+        def loop() -> None:
+            for d in fresh():
+                _demo.foo(d)
+
+        def apply(transport: str) -> Callable[[], object]:
+            return lambda: fresh().apply(_demo.foo, backend="process", transport=transport)
+
+        base = best_of(runs, loop)
+        times = {
+            "for-loop": base,
+            "apply process, shm": best_of(runs, apply("shm")),
+            "apply process, pickle": best_of(runs, apply("pickle")),
+        }
+        legacy = _legacy_image(pattern, runs)
+    targets = {"apply process, shm": "  target >= 1.8x"}
+    rows = [
+        (
+            name,
+            f"{s:.2f} s ({n_images / s:,.0f} img/s)",
+            f"{base / s:.2f}x loop{targets.get(name, '')}",
+        )
+        for name, s in times.items()
+    ]
+    if legacy:
+        rows.append(
+            (
+                "legacy 0.21.1 apply process",
+                f"{legacy['process']:.2f} s (its loop {legacy['loop']:.2f} s)",
+                f"{legacy['loop'] / legacy['process']:.2f}x its loop",
+            )
+        )
+    return rows
+
+
+def _legacy_image(pattern: str, runs: int) -> dict[str, float]:
+    if not LEGACY_PYTHON.exists():
+        return {}
+    script = textwrap.dedent(f"""
+        import json, time
+        from docarray import DocumentArray
+
+        def foo(d):
+            return (d.load_uri_to_image_tensor()
+                    .set_image_tensor_normalization()
+                    .set_image_tensor_channel_axis(-1, 0))
+
+        def best(fn):
+            b = float("inf")
+            for _ in range({runs}):
+                t = time.perf_counter(); fn(); b = min(b, time.perf_counter() - t)
+            return b
+
+        def loop():
+            for d in DocumentArray.from_files({pattern!r}):
+                foo(d)
+
+        out = {{"loop": best(loop),
+               "process": best(lambda: DocumentArray.from_files({pattern!r}).apply(
+                   foo, backend="process"))}}
+        print(json.dumps(out))
+    """)
+    res = None
+    try:
+        res = subprocess.run(
+            [str(LEGACY_PYTHON), "-c", script], capture_output=True, text=True, timeout=900
+        )
+        return json.loads(res.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError):
+        print("legacy docarray run failed:", res.stderr[-500:] if res else "", file=sys.stderr)
+        return {}
+
+
+# ---------------------------------------------------------------------- output
+def table(title: str, rows: list[Row]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [title, "-" * len(title)]
+    lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--only", default="1,2", help="experiments to run, e.g. '1' or '1,2'")
+    args = ap.parse_args(argv)
+    only = {int(x) for x in args.only.split(",")}
+    q = args.quick
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, numpy {np.__version__}\n"
+    )
+    if 1 in only:
+        sizes = [64, 1024] if q else [64, 256, 1024, 4096]
+        print(
+            table(
+                "1. round trip through 2 worker processes",
+                exp_roundtrip(256 if q else 2048, sizes, 1 if q else 2),
+            )
+        )
+        print()
+    if 2 in only:
+        print(
+            table(
+                "2. seed image example, backend='process'",
+                exp_image(200 if q else 2000, 1 if q else 2),
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
