@@ -5,7 +5,7 @@
                 dropped: GB/s of array data (each array crosses both ways) with
                 ``transport='shm'`` vs ``transport='pickle'`` (everything through
                 the pipes), at several array sizes; 1 MB float32 is the headline.
-                16 distinct arrays are cycled, so pickle's memo cannot skip repeats.
+                Distinct arrays are cycled, so pickle's memo cannot skip repeats.
 2. image     -- the seed's ``foo`` (load JPEG -> normalize -> channel axis first)
                 over generated 320x240 JPEGs, page cache warm, best of two: plain
                 loop vs ``apply(backend='process')`` with shm and with pickle, and
@@ -59,12 +59,15 @@ def best_of(runs: int, fn: Callable[[], object]) -> float:
 def exp_roundtrip(total_mb: int, sizes_kb: list[int], runs: int) -> list[Row]:
     rows: list[Row] = []
     for kb in sizes_kb:
-        arrays = [np.full(kb * 256, i, np.float32) for i in range(16)]  # kb KiB each
+        # More distinct arrays than fit in one task (the core packs up to 4 MB of
+        # arrays per task), so pickle's memo never sends a repeated array once.
+        distinct = max(16, (16 << 10) // kb)
+        arrays = [np.full(kb * 256, i, np.float32) for i in range(distinct)]  # kb KiB each
         n = max(64, total_mb * 1024 // kb)
         nbytes = n * arrays[0].nbytes
 
         def run(transport: str, arrays=arrays, n=n) -> None:
-            items = (arrays[i % 16] for i in range(n))
+            items = (arrays[i % len(arrays)] for i in range(n))
             for _ in parallel.map(
                 identity, items, backend="process", num_worker=2, transport=transport
             ):

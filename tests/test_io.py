@@ -426,9 +426,9 @@ def test_compressed_saves_run_frames_on_worker_threads(monkeypatch) -> None:
     threads: set[str] = set()
     real = _format.encode_frame
 
-    def spy(docs, compress, first=0):
+    def spy(*args):
         threads.add(threading.current_thread().name)
-        return real(docs, compress, first)
+        return real(*args)
 
     monkeypatch.setattr(_format, "encode_frame", spy)
     monkeypatch.setattr(_format, "FRAME_DOCS", 2)
@@ -448,7 +448,8 @@ def test_abandoning_a_threaded_stream_stops_its_workers(tmp_path: Path, monkeypa
 
     monkeypatch.setattr(_format, "FRAME_BYTES", 4096)  # several full frames: decoded on threads
     path = tmp_path / "big.bin"
-    _da(60, size=1024).save_binary(path)
+    da = DocumentArray(Document(id=f"d{i}", tensor=np.zeros(1024)) for i in range(60))
+    da.save_binary(path, compress="lz4")
     before = threading.active_count()
     it = DocumentArray.load_binary(path, streaming=True)
     assert next(it).id == "d0"
@@ -457,3 +458,11 @@ def test_abandoning_a_threaded_stream_stops_its_workers(tmp_path: Path, monkeypa
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert threading.active_count() <= before
+
+
+def test_non_documents_in_a_stream_are_named(monkeypatch) -> None:
+    monkeypatch.setattr(_format, "FRAME_DOCS", 2)
+    items = [Document(id="a"), Document(id="b"), Document(id="c"), {"id": "d"}]
+    for compress in (None, "lz4"):
+        with pytest.raises(TypeError, match="item 3 is a dict, not a Document"):
+            dio.save_binary_stream(items, io.BytesIO(), compress=compress)

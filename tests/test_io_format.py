@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from docmill import Document, DocumentArray, FormatError
+from docmill import Document, DocumentArray, FormatError, MissingExtra
 from docmill.io import _format
 from docmill.io._files import BinaryReader
 from docmill.io._format import MAGIC, FrameWriter, encode_frame, group_docs, read_docs
@@ -19,9 +19,9 @@ from docmill.io._format import MAGIC, FrameWriter, encode_frame, group_docs, rea
 FIXTURES = Path(__file__).parent / "fixtures" / "docmill"
 
 
-def _encode(docs, compress=None) -> bytes:
+def _encode(docs, compress=None, checksum=None) -> bytes:
     pieces: list = []
-    w = FrameWriter(pieces.append, compress)
+    w = FrameWriter(pieces.append, compress, checksum)
     w.write_docs(docs, parallel=False)
     w.close()
     return b"".join(pieces)
@@ -40,8 +40,8 @@ def _docs(n=3) -> list[Document]:
 
 def test_header_layout() -> None:
     data = _encode(_docs(1), "zstd")
-    magic, version, codec, flags, crc = struct.unpack("<8sHBB16xI", data[:32])
-    assert (magic, version, codec, flags) == (MAGIC, 1, 2, 0)
+    magic, version, codec, checksum, crc = struct.unpack("<8sHBB16xI", data[:32])
+    assert (magic, version, codec, checksum) == (MAGIC, 1, 2, _format.DEFAULT_CHECKSUM)
     assert crc == zlib.crc32(data[:28])
     # the end frame carries the total number of Documents
     kind, _, count, stored, raw, _, _ = struct.unpack("<BBxxIQQII", data[-32:])
@@ -65,6 +65,18 @@ def test_incompressible_frames_are_stored_raw() -> None:
     zeros = encode_frame([Document(tensor=np.zeros(10_000))], "lz4")[0]
     assert zeros[0][1] == 1  # lz4
     assert sum(len(p) for p in zeros[1:]) < 1000
+
+
+def test_incompressible_big_frames_skip_compression(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = _format.compress_pieces
+    monkeypatch.setattr(_format, "compress_pieces", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(0)
+    noise = [Document(tensor=rng.random(100_000)) for _ in range(3)]  # 800 KB each
+    assert encode_frame(noise, "lz4")[0][0][1] == 0 and calls == []  # sampled, stored raw
+    mixed = [*noise, Document(tensor=np.zeros(100_000))]
+    assert encode_frame(mixed, "lz4")[0][0][1] == 1 and calls == [1]  # the sample shrank
+    assert _decode(_encode(mixed, "lz4")) == mixed
 
 
 def test_group_docs_bounds_frame_bytes_and_counts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,9 +171,13 @@ def test_every_truncation_is_a_format_error(compress) -> None:
             _decode(data[:cut])
 
 
+CHECKSUMS = [_format.CHECKSUM_CRC32, _format.CHECKSUM_XXH3]
+
+
+@pytest.mark.parametrize("checksum", CHECKSUMS, ids=["crc32", "xxh3"])
 @pytest.mark.parametrize("compress", [None, "zlib"])
-def test_every_flipped_byte_is_detected_with_its_offset(compress) -> None:
-    data = _encode(_docs(2), compress)
+def test_every_flipped_byte_is_detected_with_its_offset(compress, checksum) -> None:
+    data = _encode(_docs(2), compress, checksum)
     for i in range(len(data)):
         bad = bytearray(data)
         bad[i] ^= 0x10
@@ -180,7 +196,8 @@ def _with_payload(payload: bytes, count: int, raw_len: int | None = None) -> byt
     """A file whose one frame has a valid checksum over ``payload`` (so decoding is reached)."""
     start = _encode([])[:32]
     pad = -len(payload) % 32
-    head = _frame_header(1, 0, count, len(payload), raw_len or len(payload), zlib.crc32(payload))
+    crc = _format.payload_checksum(_format.DEFAULT_CHECKSUM, [payload])
+    head = _frame_header(1, 0, count, len(payload), raw_len or len(payload), crc)
     end = _frame_header(2, 0, 0, 0, count, 0)
     return start + head + payload + bytes(pad) + end
 
@@ -248,7 +265,7 @@ def _v1_docs() -> list[Document]:
     return [d, Document(id="v1-bare")]
 
 
-@pytest.mark.parametrize("name", ["v1.docmill", "v1-lz4.docmill"])
+@pytest.mark.parametrize("name", ["v1.docmill", "v1-lz4.docmill", "v1-xxh3.docmill"])
 def test_files_written_by_format_version_1_still_load(name: str) -> None:
     data = (FIXTURES / name).read_bytes()
     assert _decode(data) == _v1_docs()
@@ -256,8 +273,25 @@ def test_files_written_by_format_version_1_still_load(name: str) -> None:
 
 def _write_v1_fixtures() -> None:  # pragma: no cover - run by hand when the fixture changes
     FIXTURES.mkdir(parents=True, exist_ok=True)
-    (FIXTURES / "v1.docmill").write_bytes(_encode(_v1_docs()))
-    (FIXTURES / "v1-lz4.docmill").write_bytes(_encode(_v1_docs(), "lz4"))
+    (FIXTURES / "v1.docmill").write_bytes(_encode(_v1_docs(), None, _format.CHECKSUM_CRC32))
+    (FIXTURES / "v1-lz4.docmill").write_bytes(_encode(_v1_docs(), "lz4", _format.CHECKSUM_CRC32))
+    (FIXTURES / "v1-xxh3.docmill").write_bytes(_encode(_v1_docs(), "zstd", _format.CHECKSUM_XXH3))
+
+
+def test_checksum_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    for kind in CHECKSUMS:
+        data = _encode(_docs(2), None, kind)
+        assert data[11] == kind and _decode(data) == _docs(2)
+    head = struct.pack("<8sHBB16x", MAGIC, 1, 0, 9)
+    with pytest.raises(FormatError, match="unknown checksum algorithm 9 .* offset 11"):
+        _decode(head + struct.pack("<I", zlib.crc32(head)))
+    # without the xxhash package: CRC-32 files still load, XXH3 files say what to install
+    crc_file = _encode(_docs(1), None, _format.CHECKSUM_CRC32)
+    xxh_file = _encode(_docs(1), None, _format.CHECKSUM_XXH3)
+    monkeypatch.setattr(_format, "xxhash", None)
+    assert _decode(crc_file) == _docs(1)
+    with pytest.raises(MissingExtra, match="pip install xxhash"):
+        _decode(xxh_file)
 
 
 def test_documents_compare_through_doc_array() -> None:
@@ -275,8 +309,8 @@ def small_frames(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _big_docs(n: int = 40) -> list[Document]:
-    rng = np.random.default_rng(3)
-    return [Document(id=f"b{i}", tensor=rng.random(256)) for i in range(n)]  # 2 KB each
+    # 2 KB each, compressible (so frames are stored compressed and decoded on threads)
+    return [Document(id=f"b{i}", tensor=np.arange(256) % (i + 2) / 3) for i in range(n)]
 
 
 @pytest.mark.usefixtures("small_frames")
@@ -292,11 +326,12 @@ def test_threaded_encode_and_decode_round_trip(compress, monkeypatch) -> None:
     docs = _big_docs()
     data = _encode_parallel(docs, compress)
     r = BinaryReader(data)
-    _format.read_header(r)
-    assert len(list(_format._raw_frames(r, True))) > 5
+    _, checksum = _format.read_header(r)
+    assert len(list(_format._raw_frames(r, True, checksum))) > 5
     assert _decode(data) == docs
     assert _decode(bytearray(data)) == docs
-    assert len(calls) == 3  # one encode, two decodes went through the thread pipeline
+    # threads for compression only: one encode and two decodes with lz4, none without
+    assert len(calls) == (3 if compress else 0)
 
 
 def _encode_parallel(docs, compress=None) -> bytes:
@@ -309,7 +344,7 @@ def _encode_parallel(docs, compress=None) -> bytes:
 
 @pytest.mark.usefixtures("small_frames")
 def test_threaded_decode_reports_corruption_with_offset() -> None:
-    data = bytearray(_encode_parallel(_big_docs()))
+    data = bytearray(_encode_parallel(_big_docs(), "zstd"))
     data[-200] ^= 0xFF  # inside the last frame's payload
     with pytest.raises(FormatError, match=r"corrupt frame at offset \d+: payload checksum"):
         _decode(bytes(data))

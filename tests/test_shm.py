@@ -84,7 +84,7 @@ def round_trip(tr, ep, obj, func=lambda x: x):
 
 
 # ---------------------------------------------------------------------- unit: values
-def _base(shape=(37, 41)):
+def _base(shape=(74, 82)):
     return np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
 
 
@@ -140,24 +140,44 @@ def test_every_big_buffer_moves_out_of_band_and_arrives_zero_copy(pair):
 
 
 def test_one_copy_per_direction(pair, monkeypatch):
-    """The sender copies each buffer once into shared memory; nothing else copies it."""
+    """The sender copies each buffer once into shared memory (through a mapping, or
+    with pwritev for a new segment); nothing else copies it, on either side."""
     tr, ep = pair
     copied = []
-    real = shm._copy_into
+    real_copy, real_write = shm._copy_into, shm._pwrite_all
 
-    def counting(view, buffers, offsets):
+    def counting_copy(view, buffers, offsets):
         copied.append(sum(m.nbytes for m in buffers))
-        real(view, buffers, offsets)
+        real_copy(view, buffers, offsets)
 
-    monkeypatch.setattr(shm, "_copy_into", counting)
+    def counting_write(fd, iov):
+        copied.append(sum(memoryview(b).nbytes for b in iov))
+        real_write(fd, iov)
+
+    monkeypatch.setattr(shm, "_copy_into", counting_copy)
+    monkeypatch.setattr(shm, "_pwrite_all", counting_write)
     a = np.ones(256 * KB, np.float32)  # 1 MB
-    task, payload, lease = to_worker(tr, ep, a)
-    result = ep.dumps(task)
-    out = tr.loads(result)
-    tr.release(lease)
-    assert copied == [a.nbytes, a.nbytes]  # parent -> worker, worker -> parent
-    assert len(payload) < 500 and len(result) < 500  # the pipes carry no array data
-    assert on_mmap(task) and on_mmap(out)  # both receivers read in place
+    for _ in range(2):  # a new result segment, then the same one lent back
+        copied.clear()
+        task, payload, lease = to_worker(tr, ep, a)
+        result = ep.dumps(task)
+        out = tr.loads(result)
+        tr.release(lease)
+        assert copied == [a.nbytes, a.nbytes]  # parent -> worker, worker -> parent
+        assert len(payload) < 500 and len(result) < 500  # the pipes carry no array data
+        assert on_mmap(task) and on_mmap(out)  # both receivers read in place
+        del out
+    assert tr.stats["results_reused"] == 1
+
+
+def test_transposed_views_travel_as_one_block_with_their_strides(pair):
+    tr, ep = pair
+    img = np.random.default_rng(4).random((240, 320, 3), dtype=np.float32)
+    chw = np.moveaxis(img, -1, 0)  # what set_image_tensor_channel_axis(-1, 0) returns
+    task, out = round_trip(tr, ep, chw)
+    for x in (task, out):
+        assert x.strides == chw.strides and np.array_equal(x, chw) and x.flags.writeable
+    assert on_mmap(out)
 
 
 def test_small_buffers_stay_in_band():
@@ -177,6 +197,26 @@ def test_small_buffers_stay_in_band():
         payload, lease = tr.dumps(big)
         assert not is_plain(payload) and len(payload) < 500
         tr.release(lease)
+
+
+def test_small_buffers_of_one_message_add_up():
+    """The threshold is per message: 40 KB of arrays stay a plain pickle, 20 x 8 KB
+    go through shared memory (the segment is the cost, not the buffer)."""
+    with shm.ShmTransport() as tr:
+        ep = tr.endpoint()
+        payload, lease = tr.dumps([np.ones(1024, np.float32) for _ in range(10)])  # 40 KB
+        assert is_plain(payload) and lease is None
+        many = [np.full(2048, i, np.float32) for i in range(20)]  # 20 x 8 KB = 160 KB
+        payload, lease = tr.dumps(many)
+        assert not is_plain(payload) and len(payload) < 2000
+        task = ep.loads(payload)
+        assert all(on_mmap(a) for a in task)  # the worker reads them in place
+        out = tr.loads(ep.dumps([*task, np.ones(100_000)]))
+        tr.release(lease)
+        # Arrived results below the threshold are copied out of the segment, so a
+        # kept small array never pins the memory of the big ones it travelled with.
+        assert not any(on_mmap(a) for a in out[:20]) and on_mmap(out[20])
+        assert all(np.array_equal(a, b) for a, b in zip(out, many, strict=False))
 
 
 def test_documents_tensor_embedding_and_blob(pair):
@@ -345,6 +385,7 @@ def test_a_full_dev_shm_sends_through_the_pipe(pair, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(shm.os, "posix_fallocate", full)
+    monkeypatch.setattr(shm.os, "pwritev", lambda fd, buffers, offset: full(fd, offset, 0))
     a = np.arange(100_000.0)
     payload, lease = tr.dumps(a)
     assert is_plain(payload) and lease is None

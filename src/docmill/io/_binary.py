@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from docmill.document import Document
 from docmill.errors import FormatError
+from docmill.io import _format
 from docmill.io._compress import check_compress, compress_bytes, decompress_bytes
 from docmill.io._files import (
     BinaryReader,
@@ -28,7 +29,7 @@ from docmill.io._files import (
     legacy_suffixes,
     open_input,
 )
-from docmill.io._format import FRAME_BYTES, FRAME_DOCS, FrameWriter, _approx_nbytes, read_docs
+from docmill.io._format import FrameWriter, approx_nbytes, read_docs
 
 if TYPE_CHECKING:
     from docmill.array import DocumentArray
@@ -190,8 +191,8 @@ class BinaryWriter:
         if not isinstance(doc, Document):
             raise TypeError(f"expected a Document, got {type(doc).__name__}")
         self._pending.append(doc)
-        self._pending_bytes += _approx_nbytes(doc)
-        if self._pending_bytes >= FRAME_BYTES or len(self._pending) >= FRAME_DOCS:
+        self._pending_bytes += approx_nbytes(doc)
+        if self._pending_bytes >= _format.FRAME_BYTES or len(self._pending) >= _format.FRAME_DOCS:
             self._flush()
 
     def write_all(self, docs: Iterable[Document]) -> int:

@@ -235,7 +235,7 @@ class BinaryReader:
 
     def read(self, n: int, what: str) -> bytes:
         """Exactly ``n`` bytes (small reads: headers); short -> :class:`FormatError`."""
-        return bytes(self.payload(n, what))
+        return bytes(self.payload(n, what, copy=False))
 
     def read_some(self, n: int) -> bytes:
         """Up to ``n`` bytes (fewer only at the end); used to probe for trailing data."""

@@ -25,6 +25,7 @@ loads: load pickles only from sources you trust.
 from __future__ import annotations
 
 import io
+import itertools
 import pickle
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -40,6 +41,7 @@ from docmill.io._compress import (
     stream_writer,
 )
 from docmill.io._files import BinaryReader
+from docmill.io._format import frame_is_full, group_docs
 
 __all__ = [
     "ArrayWriter",
@@ -129,18 +131,22 @@ class StreamWriter:
 
     def write_docs(self, docs: Iterable[Document], parallel: bool = True) -> None:
         protocol, compress = self._protocol, self._compress
-        if compress is None or not parallel:
-            for d in docs:
-                self._out.write(_record(d, protocol, compress))
-                self.count += 1
-            return
-        from docmill.io._format import group_docs
-        from docmill.io._threads import ordered_thread_map
 
         def encode(group: tuple[list[Document], int]) -> list[bytes]:
             return [_record(d, protocol, compress) for d in group[0]]
 
-        for records in ordered_thread_map(encode, group_docs(docs)):
+        groups = group_docs(docs)
+        first = next(groups, None)
+        if first is None:
+            return
+        groups = itertools.chain([first], groups)
+        if parallel and compress is not None and frame_is_full(first[0]):
+            from docmill.io._threads import ordered_thread_map
+
+            batches: Iterable[list[bytes]] = ordered_thread_map(encode, groups)
+        else:
+            batches = map(encode, groups)
+        for records in batches:
             for r in records:
                 self._out.write(r)
             self.count += len(records)

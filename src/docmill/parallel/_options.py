@@ -22,7 +22,8 @@ Fields (resolved values after validation):
                             many tasks (a task is one chunk)
 ``start_method``            None or 'fork' / 'spawn' / 'forkserver' (process)
 ``transport``               'shm' (shared memory for large buffers) or 'pickle'
-``shm_threshold``           bytes; buffers at least this large go through shm
+``shm_threshold``           bytes; a task / result whose arrays add up to at
+                            least this moves them through shm
 ``show_progress``           bool: draw a tqdm bar
 ``pool``                    a user's ``multiprocessing.pool.Pool`` /
                             ``ThreadPool`` or ``concurrent.futures.Executor``,

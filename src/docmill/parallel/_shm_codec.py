@@ -1,18 +1,18 @@
 """Encoding for :mod:`docmill.parallel.shm`: what goes out of band, and the message layout.
 
-:func:`encode` pickles an object with protocol 5 and hands back every buffer of
-at least ``threshold`` bytes separately (ndarray data, ``bytearray``,
-``Document.blob``, datetime arrays, non-contiguous arrays made contiguous); smaller ones stay
-in the pickle. The shared-memory transport places those buffers in a segment
-and sends a message::
+:func:`encode` pickles an object with protocol 5 and hands back separately the
+buffers of at least :data:`MIN_BUFFER` bytes (ndarray data, ``bytearray``,
+``Document.blob``, datetime arrays, non-contiguous arrays) when together they
+reach the transport's threshold; otherwise everything stays in the pickle. The
+shared-memory transport places those buffers in one segment and sends::
 
     plain pickle (first byte 0x80)                  when nothing went out of band
     b"S" | u16 len(segment) | u16 len(reply) | u32 n | u64 reply capacity |
       segment name | reply name | n x (u64 offset, u64 length) | pickle
 
 ``segment`` holds the buffers at the given offsets; ``reply`` (tasks only) names
-a segment the worker may write its result into. :func:`decode_header` splits a
-message back; the receiver rebuilds the object with
+a segment the worker may write its result into. :func:`parse` splits a message;
+the receiver rebuilds the object with
 ``pickle.loads(stream, buffers=[views at those spans])``.
 """
 
@@ -27,10 +27,21 @@ import numpy as np
 
 from docmill.document import FIELDS, Document, _rebuild
 
-__all__ = ["ALIGN", "Message", "encode", "is_plain", "layout", "make_message", "parse"]
+__all__ = [
+    "ALIGN",
+    "MIN_BUFFER",
+    "Message",
+    "encode",
+    "is_plain",
+    "layout",
+    "make_message",
+    "parse",
+]
 
 #: Buffers start on cache-line boundaries inside a segment: aligned for every dtype.
 ALIGN = 64
+#: Smaller buffers always stay in the pickle (not worth a header entry).
+MIN_BUFFER = 4096
 
 _SHM = 0x53  # "S"
 _HEAD = struct.Struct("<BHHIQ")
@@ -47,14 +58,39 @@ def _as_dtype(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return a.view(dtype)
 
 
+def _strided(buf: Any, dtype: np.dtype, shape: tuple, strides: tuple, offset: int) -> np.ndarray:
+    return np.ndarray(shape, dtype, buffer=buf, offset=offset, strides=strides)
+
+
+def _dense_extent(a: np.ndarray) -> tuple | None:
+    """A reduce tuple sending the memory ``a`` spans as one flat buffer, with its
+    strides, when that memory holds nothing but ``a``'s elements (a transposed or
+    reversed view, e.g. an image after a channel-axis move): the sender copies
+    it with one memcpy and the receiver gets the same view, instead of a strided
+    gather into a new contiguous array. None for sparse or overlapping views."""
+    item = a.itemsize
+    if a.size == 0 or any(s == 0 or s % item for s in a.strides):
+        return None
+    lo = sum((n - 1) * s for n, s in zip(a.shape, a.strides, strict=True) if s < 0)
+    hi = sum((n - 1) * s for n, s in zip(a.shape, a.strides, strict=True) if s > 0)
+    if hi - lo + item != a.nbytes:  # gaps (a[::2]) or overlaps: not a permutation
+        return None
+    # a view whose first element is the lowest address, then the span as 1-d
+    first = a[tuple(slice(-1, None) if s < 0 else slice(0, 1) for s in a.strides)]
+    flat = np.lib.stride_tricks.as_strided(first, shape=(a.size,), strides=(item,))
+    flat = flat.reshape(-1).view(np.uint8)
+    return _strided, (pickle.PickleBuffer(flat), a.dtype, a.shape, a.strides, -lo)
+
+
 class _Pickler(pickle.Pickler):
     """Protocol-5 pickler that also takes out of band what pickle alone would not:
-    non-contiguous arrays (made contiguous first), datetime64 / timedelta64 arrays
-    and ``Document.blob`` bytes."""
+    non-contiguous arrays (as their memory and strides when they are a dense
+    permutation of it, else made contiguous), datetime64 / timedelta64 arrays and
+    ``Document.blob`` bytes."""
 
-    def __init__(self, file: Any, threshold: int, buffers: list) -> None:
+    def __init__(self, file: Any, min_buffer: int, buffers: list) -> None:
         super().__init__(file, protocol=5, buffer_callback=self._take)
-        self._threshold = threshold
+        self._min = min_buffer
         self._buffers = buffers
 
     def _take(self, pb: pickle.PickleBuffer) -> bool:
@@ -62,7 +98,7 @@ class _Pickler(pickle.Pickler):
             m = pb.raw()
         except BufferError:  # a non-contiguous exporter: let pickle keep it in band
             return True
-        if m.nbytes < self._threshold:
+        if m.nbytes < self._min:
             return True  # in band
         self._buffers.append(m)
         return False
@@ -71,17 +107,20 @@ class _Pickler(pickle.Pickler):
         # Called once per object of a non-builtin type (not per int, str, dict, ...).
         t = type(obj)
         if t is np.ndarray:
-            if obj.nbytes < self._threshold or obj.dtype.hasobject:
+            if obj.nbytes < self._min or obj.dtype.hasobject:
                 return NotImplemented
             if not obj.flags.c_contiguous and not obj.flags.f_contiguous:
-                obj = np.ascontiguousarray(obj)
+                dense = _dense_extent(obj)
+                if dense is not None:
+                    return dense
+                obj = np.ascontiguousarray(obj)  # sparse or overlapping: compact it
                 if obj.dtype.kind not in "mM":
                     return obj.__reduce_ex__(5)
             if obj.dtype.kind in "mM":  # numpy pickles datetimes in band: send int64s
                 return _as_dtype, (obj.view(np.int64), obj.dtype)
         elif t is Document:
             blob = obj.blob
-            if type(blob) is bytes and len(blob) >= self._threshold:
+            if type(blob) is bytes and len(blob) >= self._min:
                 state = obj._get_state()
                 state = (*state[:_BLOB], None, *state[_BLOB + 1 :])
                 return _rebuild_with_blob, (state, pickle.PickleBuffer(blob))
@@ -89,11 +128,20 @@ class _Pickler(pickle.Pickler):
 
 
 def encode(obj: Any, threshold: int) -> tuple[bytes, list[memoryview]]:
-    """Pickle ``obj``; return the stream and the buffers taken out of band
-    (each a flat, contiguous byte view)."""
+    """Pickle ``obj``; return the stream and the buffers taken out of band (each a
+    flat byte view).
+
+    Buffers of at least :data:`MIN_BUFFER` bytes are candidates; they go out of
+    band only if together they reach ``threshold`` bytes. What a segment costs
+    is per message, not per buffer, so a task of 100 Documents with 30 KB
+    tensors gains as much as one with a 3 MB tensor, while a message with a few
+    KB of arrays stays a plain pickle (re-pickled in band: it is small).
+    """
     buffers: list[memoryview] = []
     f = io.BytesIO()
-    _Pickler(f, max(threshold, 1), buffers).dump(obj)
+    _Pickler(f, MIN_BUFFER, buffers).dump(obj)
+    if buffers and sum(m.nbytes for m in buffers) < max(threshold, 1):
+        return pickle.dumps(obj, protocol=5), []
     return f.getvalue(), buffers
 
 

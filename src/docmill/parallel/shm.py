@@ -1,9 +1,9 @@
 """Shared-memory transport: large buffers cross the process boundary through /dev/shm.
 
-Objects are pickled with protocol 5; every buffer of at least ``threshold``
-bytes (ndarray data, ``bytearray``, ``Document.blob``) goes *out of band* into
-one shared-memory segment per message, and only the pickle and a small header
-cross the pipe (format: :mod:`._shm_codec`)::
+Objects are pickled with protocol 5. When the buffers of a message (ndarray
+data, ``bytearray``, ``Document.blob``; each of at least 4 KiB) add up to
+``threshold`` bytes, they go *out of band* into one shared-memory segment, and
+only the pickle and a small header cross the pipe (format: :mod:`._shm_codec`)::
 
     parent (ShmTransport)                          worker (endpoint)
     ---------------------                          -----------------
@@ -23,7 +23,10 @@ cross the pipe (format: :mod:`._shm_codec`)::
 One copy per direction, by the sender; the receiver builds arrays directly over
 its mapping. Results are ordinary writable arrays that outlive the map (a
 mapping stays valid after its name is deleted; the memory is freed with the
-last array over it). Buffers below ``threshold`` stay in the pickle.
+last array over it). Smaller messages stay plain pickles. One exception to
+zero copy: result buffers below ``threshold`` are copied out of the segment on
+arrival, so a small array the caller keeps (an embedding) never pins the
+segment that also held the large ones (the tensors it dropped).
 
 Why everything is recycled and mappings are kept: on Linux, creating, faulting
 in and freeing shared pages costs far more than copying into pages a process
@@ -32,9 +35,11 @@ ms). So arena segments are reused once their task is released; a result
 segment whose arrays the caller has dropped (a ``weakref.finalize``) becomes
 the segment a later task's result is written into; and both sides keep their
 mappings. Results the caller keeps (``apply``) simply keep their segment.
-Segments are ``fallocate``d when created, so a copy into a mapping can never
-hit a hole on a full /dev/shm (that would be SIGBUS): a full /dev/shm only
-sends that message through the pipe.
+No copy through a mapping ever meets a hole, where a full /dev/shm would
+raise SIGBUS: the parent ``fallocate``s arena segments, a worker writes a new
+result segment in full with ``pwritev`` (for pages that do not exist yet, the
+kernel's copy is also cheaper than faulting them in). A full /dev/shm is an
+``OSError`` there, and that message goes through the pipe instead.
 
 Lifetime: every name starts with ``docmill-<parent pid>-<random>-``, so the
 parent can always find and delete its segments, including ones a worker created
@@ -84,7 +89,7 @@ __all__ = [
 
 #: Where segments live (a tmpfs on Linux).
 SHM_DIR = "/dev/shm"
-#: Buffers at least this many bytes long go through shared memory.
+#: Messages whose buffers add up to at least this many bytes use shared memory.
 DEFAULT_THRESHOLD = 64 * 1024
 #: Every name starts with this (then ``<pid>-<token>-``).
 NAME_PREFIX = "docmill-"
@@ -93,7 +98,7 @@ _MIN_SEGMENT = 1 << 16
 _POOL_SEGMENTS = 16  # idle segments kept per pool ...
 _POOL_BYTES = 256 << 20  # ... and their total size
 _WORKER_MAPS = 64  # mappings a worker keeps ...
-_WORKER_BYTES = 1 << 30  # ... and their total size
+_WORKER_BYTES = 512 << 20  # ... and their total size
 _PRUNE_EVERY = 256  # a worker drops mappings of deleted segments this often (messages)
 _IOV_MAX = 1024  # buffers per pwritev call (the Linux limit)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -366,9 +371,10 @@ def _close_state(st: _State) -> None:
 class ShmTransport(Transport):
     """Parent side of the shared-memory transport (see the module docstring).
 
-    ``threshold``: buffers at least this many bytes long travel through shared
-    memory, smaller ones inside the pickle. ``directory``: the tmpfs to create
-    segments in. Raises ``OSError`` when no segment can be created there.
+    ``threshold``: a message whose buffers add up to at least this many bytes
+    moves them through shared memory, a smaller one is a plain pickle.
+    ``directory``: the tmpfs to create segments in. Raises ``OSError`` when no
+    segment can be created there.
     Thread-safe: ``dumps``, ``loads`` and ``release`` may run in different threads.
     """
 
@@ -494,7 +500,13 @@ class ShmTransport(Transport):
         # dropped them all, the segment is lent to a later task for its result.
         base = np.frombuffer(seg.mm, np.uint8)
         weakref.finalize(base, _returned, st, seg).atexit = False
-        return pickle.loads(msg.stream, buffers=[base[o : o + n] for o, n in msg.spans])
+        big = self.threshold
+        return pickle.loads(
+            msg.stream,
+            buffers=[
+                base[o : o + n] if n >= big else bytearray(base[o : o + n]) for o, n in msg.spans
+            ],
+        )
 
     def close(self) -> None:
         self._finalizer()
