@@ -6,9 +6,15 @@
 Encode is ``DocumentArray.to_bytes``, decode ``DocumentArray.from_bytes`` (from
 ``bytes``); MB/s count the tensor bytes (the same for every row). The slow
 codecs (zlib, gzip, bz2, lzma) run on the first ``--slow-docs`` Documents only.
-When ``~/legacy/bin/python`` exists, docarray 0.21.1 runs the same workload in a
-subprocess (same random data) and the tables show docmill / legacy ratios
-(> 1: docmill is faster). Extra rows: decoding from a ``bytearray`` (zero-copy)
+
+Every case runs in a fresh process, for docmill (this interpreter) and for
+docarray 0.21.1 (``~/legacy/bin/python``, when present) alike, with the same
+script: same random data, same timing. Why: how fast a decode is depends a lot
+on whether glibc's allocator hands back pages freed by an earlier run (no page
+faults) or fresh ones, and that depends on the process's history. "first" is
+the first encode/decode in the process (fresh pages, as when a program loads a
+file once); "best" the fastest of ``--repeat`` runs (warm allocator). Ratios
+> 1: docmill is faster. Extra rows: decoding from a ``bytearray`` (zero-copy)
 and ``save_binary``/``load_binary`` through a file (with fsync).
 
 The machine is shared: compare ratios from one run, not absolute numbers.
@@ -17,17 +23,12 @@ The machine is shared: compare ratios from one run, not absolute numbers.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 LEGACY_PYTHON = Path.home() / "legacy" / "bin" / "python"
 FAST = [None, "lz4", "zstd"]
@@ -36,110 +37,70 @@ PROTOCOLS = ["docmill", "protobuf", "protobuf-array", "pickle", "pickle-array"]
 LEGACY_PROTOCOLS = ["protobuf", "protobuf-array", "pickle", "pickle-array"]
 LEGACY_CODECS = [None, "lz4", "zlib", "gzip", "bz2", "lzma"]  # docarray 0.21 has no zstd
 
-# Runs in the legacy virtualenv: only numpy and docarray, the same data and timing rules.
-_LEGACY = r"""
-import gc, json, sys, time
+# One case, in a fresh interpreter; imports docmill or docarray, nothing else differs.
+_CASE = r"""
+import gc, json, os, sys, tempfile, time
 import numpy as np
-from docarray import Document, DocumentArray
 
-jobs, repeat = json.loads(sys.argv[1]), int(sys.argv[2])
-ndocs = max(n for _, _, n in jobs)
+lib, protocol, compress, n, repeat, extras = json.loads(sys.argv[1])
+if lib == "docmill":
+    from docmill import Document, DocumentArray
+else:
+    from docarray import Document, DocumentArray
+
 rng = np.random.default_rng(0)
-docs = [Document(tensor=rng.random((3, 224, 224), dtype=np.float32)) for _ in range(ndocs)]
-out = []
-for protocol, compress, n in jobs:
-    da = DocumentArray(docs[:n])
-    mb = sum(d.tensor.nbytes for d in da) / 1e6
-    reps = repeat if compress in (None, "lz4") else 1
-    enc = dec = float("inf")
-    for _ in range(reps):
-        gc.collect(); t = time.perf_counter(); data = da.to_bytes(protocol=protocol, compress=compress)
-        enc = min(enc, time.perf_counter() - t)
-        gc.collect(); t = time.perf_counter()
-        back = DocumentArray.from_bytes(data, protocol=protocol, compress=compress)
-        dec = min(dec, time.perf_counter() - t)
-        assert len(back) == n
-        del back
-    out.append([protocol, compress, n, mb / enc, mb / dec, len(data)])
+da = DocumentArray([Document(tensor=rng.random((3, 224, 224), dtype=np.float32)) for _ in range(n)])
+mb = sum(d.tensor.nbytes for d in da) / 1e6
+
+def timed(fn, *args, **kw):
+    gc.collect()
+    t = time.perf_counter()
+    out = fn(*args, **kw)
+    return time.perf_counter() - t, out
+
+enc, dec = [], []
+for _ in range(repeat):
+    te, data = timed(da.to_bytes, protocol=protocol, compress=compress)
+    td, back = timed(DocumentArray.from_bytes, data, protocol=protocol, compress=compress)
+    assert len(back) == n
+    enc.append(mb / te)
+    dec.append(mb / td)
+    size = len(data)
+    del back, data
+out = {"enc_first": enc[0], "dec_first": dec[0], "enc": max(enc), "dec": max(dec), "size": size}
+if extras:  # docmill only: zero-copy decode and files
+    data = bytearray(da.to_bytes(compress=compress))
+    out["zero_copy"] = max(mb / timed(DocumentArray.from_bytes, data)[0] for _ in range(repeat))
     del data
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.docmill")
+        out["save"] = max(mb / timed(da.save_binary, path, compress=compress)[0] for _ in range(repeat))
+        out["load"] = max(mb / timed(DocumentArray.load_binary, path)[0] for _ in range(repeat))
 print(json.dumps(out))
 """
 
 
-def make_docs(n: int) -> Any:
-    from docmill import Document, DocumentArray
-
-    rng = np.random.default_rng(0)
-    return DocumentArray(
-        Document(tensor=rng.random((3, 224, 224), dtype=np.float32)) for _ in range(n)
-    )
-
-
-def best_of(repeat: int, fn: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
-    """Shortest wall time of ``fn(*args, **kwargs)`` over ``repeat`` runs, and its result."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        result = None
-        gc.collect()
-        t = time.perf_counter()
-        result = fn(*args, **kwargs)
-        best = min(best, time.perf_counter() - t)
-    return best, result
-
-
-def run_docmill(docs: Any, jobs: list[tuple[str, str | None, int]], repeat: int) -> list[list]:
-    from docmill import DocumentArray
-
-    out = []
-    for protocol, compress, n in jobs:
-        da = DocumentArray(docs[:n])
-        mb = sum(d.tensor.nbytes for d in da) / 1e6
-        reps = repeat if compress in FAST else 1
-        enc, data = best_of(reps, da.to_bytes, protocol=protocol, compress=compress)
-        dec, back = best_of(reps, DocumentArray.from_bytes, data, protocol, compress)
-        assert len(back) == n
-        del back
-        out.append([protocol, compress, n, mb / enc, mb / dec, len(data)])
-        print(f"  docmill {protocol:>14} {compress!s:>5}: {mb / enc:7.0f} / {mb / dec:7.0f} MB/s")
-        del data
-    return out
-
-
-def run_extras(docs: Any, repeat: int) -> list[list]:
-    """Decode from a bytearray (zero-copy) and save/load through a file."""
-    from docmill import DocumentArray
-
-    mb = sum(d.tensor.nbytes for d in docs) / 1e6
-    rows = []
-    for compress in (None, "lz4"):
-        data = bytearray(docs.to_bytes(compress=compress))
-        dec, back = best_of(repeat, DocumentArray.from_bytes, data)
-        del back
-        rows.append([f"from_bytes(bytearray), {compress}", None, mb / dec])
-        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
-            path = os.path.join(tmp, "bench.docmill")
-            save, _ = best_of(repeat, docs.save_binary, path, compress=compress)
-            load, back = best_of(repeat, DocumentArray.load_binary, path)
-            del back
-        rows.append([f"save_binary/load_binary file, {compress}", mb / save, mb / load])
-    return rows
-
-
-def run_legacy(jobs: list[tuple[str, str | None, int]], repeat: int) -> list[list] | None:
-    if not LEGACY_PYTHON.exists():
-        return None
+def run_case(python: str, lib: str, protocol: str, compress: str | None, n: int, repeat: int,
+             extras: bool = False) -> dict | None:  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    args = json.dumps([lib, protocol, compress, n, repeat, extras])
     proc = subprocess.run(
-        [str(LEGACY_PYTHON), "-c", _LEGACY, json.dumps(jobs), str(repeat)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=3600,
+        [python, "-c", _CASE, args], capture_output=True, text=True, env=env, timeout=3600
     )
     if proc.returncode:
-        print("legacy run failed:\n" + proc.stderr[-2000:], file=sys.stderr)
+        print(f"  {lib} {protocol} {compress} failed:\n{proc.stderr[-1500:]}", file=sys.stderr)
         return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  {lib:>8} {protocol:>14} {compress!s:>5}: best {r['enc']:7.0f} / {r['dec']:7.0f} MB/s")
+    return r
+
+
+def _best(results: Any) -> dict | None:
+    """Per metric, the best of several processes' results."""
+    runs = [r for r in results if r is not None]
+    if not runs:
+        return None
+    return {k: (max(r[k] for r in runs) if k != "size" else runs[0][k]) for k in runs[0]}
 
 
 def fmt(x: float | None, ratio: bool = False) -> str:
@@ -148,59 +109,85 @@ def fmt(x: float | None, ratio: bool = False) -> str:
     return f"{x:.2f}x" if ratio else f"{x:,.0f}"
 
 
-def tables(ours: list[list], legacy: list[list] | None, extras: list[list], ndocs: int) -> str:
-    mine = {(p, c): r for p, c, *r in ours}
-    theirs = {(p, c): r for p, c, *r in legacy or []}
+def _pair(r: dict | None, first: bool = False) -> str:
+    if r is None:
+        return "—"
+    return f"{fmt(r['enc_first'])} / {fmt(r['dec_first'])}" if first else f"{fmt(r['enc'])} / {fmt(r['dec'])}"  # fmt: skip
+
+
+def _ratios(mine: dict, theirs: dict | None, first: bool = False) -> list[str]:
+    if theirs is None:
+        return ["—", "—"]
+    e, d = ("enc_first", "dec_first") if first else ("enc", "dec")
+    return [fmt(mine[e] / theirs[e], True), fmt(mine[d] / theirs[d], True)]
+
+
+def tables(ours: dict, legacy: dict, ndocs: int, slow_n: int, repeat: int) -> str:
     lines = [
-        f"Encode = `to_bytes`, decode = `from_bytes(bytes)`, MB/s of tensor data; {ndocs} "
-        "Documents with float32 3x224x224 tensors (random, so incompressible; slow codecs "
-        "on fewer Documents, see `docs`).",
+        f"Encode = `to_bytes`, decode = `from_bytes(bytes)`; MB/s of tensor data. {ndocs} "
+        "Documents with float32 3x224x224 random (incompressible) tensors; zlib/gzip/bz2/lzma "
+        f"on the first {slow_n}. Each case in a fresh process (the None/lz4 rows of the first "
+        f"two tables: best of several); best = fastest of {repeat} runs, first = the first "
+        "run in a process (fresh memory pages). Ratio > 1: docmill faster.",
         "",
-        "**docmill's own protocol vs docarray 0.21.1** (ratio > 1: docmill faster)",
+        "**docmill's own protocol vs docarray 0.21.1 (best of runs)**",
         "",
-        "| compress | docs | docmill enc | docmill dec | legacy protobuf enc/dec | "
-        "enc ratio | dec ratio | legacy pickle enc/dec | enc ratio | dec ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| compress | docmill enc / dec | legacy protobuf enc / dec | ratio enc | ratio dec "
+        "| legacy pickle enc / dec | ratio enc | ratio dec |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in FAST + SLOW:
-        n, enc, dec, _ = mine[("docmill", c)]
-        row = [str(c), str(n), fmt(enc), fmt(dec)]
+        m = ours.get(("docmill", c))
+        if m is None:
+            continue
+        row = [str(c), _pair(m)]
         for lp in ("protobuf", "pickle"):
-            lr = theirs.get((lp, c))
-            if lr is None:
-                row += ["—", "—", "—"]
-            else:
-                row += [
-                    f"{fmt(lr[1])} / {fmt(lr[2])}",
-                    fmt(enc / lr[1], True),
-                    fmt(dec / lr[2], True),
-                ]
+            row += [_pair(legacy.get((lp, c))), *_ratios(m, legacy.get((lp, c)))]
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
-        "**Same protocol, docmill vs docarray 0.21.1**",
+        "**Same, first run in the process (fresh memory)**",
         "",
-        "| protocol | compress | docmill enc / dec | legacy enc / dec | enc ratio | dec ratio |",
+        "| compress | docmill enc / dec | legacy protobuf enc / dec | ratio enc | ratio dec "
+        "| legacy pickle enc / dec | ratio enc | ratio dec |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in (None, "lz4"):
+        m = ours.get(("docmill", c))
+        if m is None:
+            continue
+        row = [str(c), _pair(m, True)]
+        for lp in ("protobuf", "pickle"):
+            row += [_pair(legacy.get((lp, c)), True), *_ratios(m, legacy.get((lp, c)), True)]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "**Same protocol, docmill vs docarray 0.21.1 (best of runs)**",
+        "",
+        "| protocol | compress | docmill enc / dec | legacy enc / dec | ratio enc | ratio dec |",
         "|---|---|---|---|---|---|",
     ]
     for p in LEGACY_PROTOCOLS:
         for c in FAST + SLOW:
-            n, enc, dec, _ = mine[(p, c)]
-            lr = theirs.get((p, c))
+            m = ours.get((p, c))
+            if m is None:
+                continue
             note = " (legacy: uncompressed)" if c == "zlib" and p.endswith("array") else ""
-            row = [p, f"{c}{note}", f"{fmt(enc)} / {fmt(dec)}"]
-            if lr is None:
-                row += ["—", "—", "—"]
-            else:
-                row += [
-                    f"{fmt(lr[1])} / {fmt(lr[2])}",
-                    fmt(enc / lr[1], True),
-                    fmt(dec / lr[2], True),
-                ]
-            lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "**docmill extras**", "", "| case | write MB/s | read MB/s |", "|---|---|---|"]
-    for name, w, r in extras:
-        lines.append(f"| {name} | {fmt(w)} | {fmt(r)} |")
+            lr = legacy.get((p, c))
+            lines.append(
+                "| " + " | ".join([p, f"{c}{note}", _pair(m), _pair(lr), *_ratios(m, lr)]) + " |"
+            )
+    lines += [
+        "",
+        "**docmill extras (best of runs)**",
+        "",
+        "| compress | from_bytes(bytearray), zero-copy | save_binary (file, fsync) | load_binary |",
+        "|---|---|---|---|",
+    ]
+    for c in (None, "lz4"):
+        m = ours.get(("docmill", c))
+        if m is not None and "zero_copy" in m:
+            lines.append(f"| {c} | {fmt(m['zero_copy'])} | {fmt(m['save'])} | {fmt(m['load'])} |")
     return "\n".join(lines)
 
 
@@ -222,29 +209,37 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--docs", type=int, default=500)
     ap.add_argument("--slow-docs", type=int, default=50)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per process (best counts)")
+    ap.add_argument(
+        "--processes", type=int, default=3, help="fresh processes per headline case (best counts)"
+    )
     ap.add_argument("--no-legacy", action="store_true")
     ap.add_argument("--write-results", action="store_true")
     args = ap.parse_args()
 
     slow_n = min(args.slow_docs, args.docs)
-    jobs = [(p, c, args.docs) for p in PROTOCOLS for c in FAST]
-    jobs += [(p, c, slow_n) for p in PROTOCOLS for c in SLOW]
-    legacy_jobs = [(p, c, n) for p, c, n in jobs if p in LEGACY_PROTOCOLS and c in LEGACY_CODECS]
-
-    print(f"docmill: {len(jobs)} cases")
-    docs = make_docs(args.docs)
-    ours = run_docmill(docs, jobs, args.repeat)
-    extras = run_extras(docs, args.repeat)
-    del docs
-    gc.collect()
-    legacy = None
-    if not args.no_legacy:
-        print(f"docarray 0.21.1: {len(legacy_jobs)} cases (subprocess)")
-        legacy = run_legacy(legacy_jobs, args.repeat)
-        if legacy is None:
-            print("(docarray 0.21.1 not available: docmill numbers only)")
-    text = tables(ours, legacy, extras, args.docs)
+    cases = [(p, c, args.docs, args.repeat) for p in PROTOCOLS for c in FAST]
+    cases += [(p, c, slow_n, 1) for p in PROTOCOLS for c in SLOW]
+    ours: dict = {}
+    legacy: dict = {}
+    use_legacy = LEGACY_PYTHON.exists() and not args.no_legacy
+    print(f"{len(cases)} cases, each in a fresh process" + (" (x2: docarray too)" * use_legacy))
+    for p, c, n, rep in cases:
+        # the rows of the headline tables get --processes fresh processes each (the
+        # first run in a process is at the mercy of the kernel's free huge pages)
+        key = c in (None, "lz4") and p in ("docmill", "protobuf", "pickle")
+        procs = args.processes if key else 1
+        extras = p == "docmill" and c in (None, "lz4")
+        ours[(p, c)] = _best(
+            run_case(sys.executable, "docmill", p, c, n, rep, extras) for _ in range(procs)
+        )
+        if use_legacy and p in LEGACY_PROTOCOLS and c in LEGACY_CODECS:
+            legacy[(p, c)] = _best(
+                run_case(str(LEGACY_PYTHON), "docarray", p, c, n, rep) for _ in range(procs)
+            )
+    if not use_legacy:
+        print("(docarray 0.21.1 not available: docmill numbers only)")
+    text = tables(ours, legacy, args.docs, slow_n, args.repeat)
     print()
     print(text)
     if args.write_results:

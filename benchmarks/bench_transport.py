@@ -18,6 +18,7 @@ one run, not the absolute numbers. ::
     python benchmarks/bench_transport.py            # full sizes (~2 minutes)
     python benchmarks/bench_transport.py --quick    # small sizes
     python benchmarks/bench_transport.py --only 1
+    python benchmarks/bench_transport.py --write-results   # also update RESULTS.md
 """
 
 from __future__ import annotations
@@ -179,33 +180,53 @@ def table(title: str, rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def write_results(text: str) -> None:
+    """Replace this benchmark's section of benchmarks/RESULTS.md (other sections stay);
+    written to a temporary file first, then moved into place."""
+    path = Path(__file__).with_name("RESULTS.md")
+    start, end = "<!-- bench_transport:start -->", "<!-- bench_transport:end -->"
+    section = (
+        f"{start}\n## Shared-memory transport (benchmarks/bench_transport.py)\n\n"
+        f"```text\n{text.strip()}\n```\n{end}"
+    )
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    if start in old and end in old:
+        new = old[: old.index(start)] + section + old[old.index(end) + len(end) :]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section + "\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(new)
+    os.replace(tmp, path)
+    print(f"updated {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--only", default="1,2", help="experiments to run, e.g. '1' or '1,2'")
+    ap.add_argument(
+        "--write-results", action="store_true", help="also update benchmarks/RESULTS.md"
+    )
     args = ap.parse_args(argv)
     only = {int(x) for x in args.only.split(",")}
     q = args.quick
-    print(
+    out = [
         f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, numpy {np.__version__}\n"
-    )
+        f"Python {platform.python_version()}, numpy {np.__version__}; one run, "
+        f"ratios side by side (the machine is shared and noisy)"
+    ]
+    print(out[0] + "\n")
     if 1 in only:
         sizes = [64, 1024] if q else [64, 256, 1024, 4096]
-        print(
-            table(
-                "1. round trip through 2 worker processes",
-                exp_roundtrip(256 if q else 2048, sizes, 1 if q else 2),
-            )
-        )
-        print()
+        rows = exp_roundtrip(256 if q else 2048, sizes, 1 if q else 2)
+        out.append(table("1. round trip through 2 worker processes", rows))
+        print(out[-1] + "\n")
     if 2 in only:
-        print(
-            table(
-                "2. seed image example, backend='process'",
-                exp_image(200 if q else 2000, 1 if q else 2),
-            )
-        )
+        rows = exp_image(200 if q else 2000, 1 if q else 2)
+        out.append(table("2. seed image example, backend='process'", rows))
+        print(out[-1])
+    if args.write_results:
+        write_results("\n\n".join(out))
 
 
 if __name__ == "__main__":

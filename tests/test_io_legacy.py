@@ -143,3 +143,12 @@ def test_legacy_protocols_through_the_array_api() -> None:
             assert (
                 DocumentArray.from_bytes(da.to_bytes(protocol, compress), protocol, compress) == da
             )
+
+
+def test_a_count_given_up_front_is_checked() -> None:
+    buf = io.BytesIO()
+    w = StreamWriter(buf, "pickle", None, count=3)
+    w.write_docs(_docs(2))
+    with pytest.raises(ValueError, match="announced 3 Documents but 2 came"):
+        w.close()
+    assert buf.getvalue()[1:9] == (3).to_bytes(8, "big")  # written before the records

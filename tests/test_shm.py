@@ -498,7 +498,8 @@ def test_abandoned_iterator_leaves_no_segment():
 
 
 @pytest.mark.timeout(60)
-def test_ctrl_c_leaves_no_segment_and_no_warning(tmp_path):
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_ctrl_c_leaves_no_segment_and_no_warning(tmp_path, method):
     script = tmp_path / "ctrl_c.py"
     script.write_text(
         textwrap.dedent("""
@@ -519,7 +520,7 @@ def test_ctrl_c_leaves_no_segment_and_no_warning(tmp_path):
         """)
     )
     p = subprocess.Popen(
-        [sys.executable, "-W", "error", str(script), "fork"],
+        [sys.executable, "-W", "error", str(script), method],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

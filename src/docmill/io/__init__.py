@@ -3,10 +3,10 @@
 Protocols (``protocol=``):
 
 - ``'docmill'`` (default): docmill's own framed format (:mod:`docmill.io._format`):
-  magic + version header, length-prefixed frames with CRC32 checksums, metadata
-  in msgpack, ndarrays as raw aligned memory (decoded as writable views, no
-  extra copy), compression per frame and recorded in the file, streamable both
-  ways.
+  magic + version header, length-prefixed frames with checksums (XXH3 when the
+  ``xxhash`` package is installed, else CRC-32), metadata in msgpack, ndarrays
+  as raw aligned memory (decoded as writable views, no extra copy), compression
+  per frame and recorded in the file, streamable both ways.
 - ``'protobuf'`` / ``'protobuf-array'``: docarray 0.21's ``DocumentProto``
   layouts, byte-compatible both ways (needs ``pip install 'docmill[protobuf]'``).
 - ``'pickle'`` / ``'pickle-array'``: pickled docmill objects (trusted data only).

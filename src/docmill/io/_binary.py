@@ -255,11 +255,32 @@ def array_to_bytes(
         w.write_docs(da)
         w.close()
         return b"".join(pieces)
-    buf = io.BytesIO()
-    w2 = _make_writer(buf, protocol, compress)
+    # legacy layouts: pieces joined once too (a BytesIO would copy on every growth)
+    sink = _Pieces()
+    if protocol in ("protobuf", "pickle") and hasattr(da, "__len__"):
+        from docmill.io._legacy import StreamWriter
+
+        w2: Any = StreamWriter(sink, protocol, compress, count=len(da))  # type: ignore[arg-type]
+    else:
+        w2 = _make_writer(sink, protocol, compress)
     w2.write_docs(da)
     w2.close()
-    return buf.getvalue()
+    return b"".join(sink.pieces)
+
+
+class _Pieces:
+    """A write-only, non-seekable sink that keeps what is written, to join it once."""
+
+    def __init__(self) -> None:
+        self.pieces: list[Any] = []
+
+    def write(self, data: Any) -> int:
+        # a memoryview may be a writer's reusable buffer (pickle's framer): keep a copy
+        self.pieces.append(bytes(data) if isinstance(data, memoryview) else data)
+        return memoryview(data).nbytes
+
+    def seekable(self) -> bool:
+        return False
 
 
 # ---------------------------------------------------------------------- reading

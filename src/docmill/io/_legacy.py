@@ -113,15 +113,23 @@ class StreamWriter:
     are spooled to a temporary file first.
     """
 
-    def __init__(self, f: IO[bytes], protocol: str, compress: str | None) -> None:
+    def __init__(
+        self, f: IO[bytes], protocol: str, compress: str | None, count: int | None = None
+    ) -> None:
         self._f, self._protocol, self._compress = f, protocol, compress
         self.count = 0
+        self._expected = count
+        self._start: int | None = None
+        if count is not None:  # known up front (an array): no patching, no spooling
+            self._out: IO[bytes] = f
+            f.write(self._header(count))
+            return
         try:
-            self._start: int | None = f.tell() if f.seekable() else None
+            self._start = f.tell() if f.seekable() else None
         except (AttributeError, OSError):
             self._start = None
         if self._start is None:
-            self._out: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+            self._out = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         else:
             self._out = f
             f.write(self._header(0))
@@ -152,6 +160,12 @@ class StreamWriter:
             self.count += len(records)
 
     def close(self) -> None:
+        if self._expected is not None:
+            if self.count != self._expected:
+                raise ValueError(
+                    f"the header announced {self._expected} Documents but {self.count} came"
+                )
+            return
         if self._start is not None:
             end = self._f.tell()
             self._f.seek(self._start)
@@ -180,7 +194,8 @@ def read_stream(
     for i in range(n):
         at = r.offset
         size = int.from_bytes(r.read(4, f"the length of Document {i}"), "big")
-        data = r.payload(size, f"Document {i}")
+        # read-only is fine: decompression and parsing copy anyway
+        data = r.payload(size, f"Document {i}", copy=False)
         try:
             yield doc_loads(decompress_bytes(data, compress), protocol)
         except FormatError as e:
