@@ -291,7 +291,7 @@ def test_checksum_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
         data = _encode(_docs(2), None, kind)
         assert data[11] == kind and _decode(data) == _docs(2)
     head = struct.pack("<8sHBB16x", MAGIC, 1, 0, 9)
-    with pytest.raises(FormatError, match="unknown checksum algorithm 9 .* offset 11"):
+    with pytest.raises(FormatError, match=r"unknown checksum algorithm 9 .* offset 11"):
         _decode(head + struct.pack("<I", zlib.crc32(head)))
     # without the xxhash package: CRC-32 files still load, XXH3 files say what to install
     crc_file = _encode(_docs(1), None, _format.CHECKSUM_CRC32)
