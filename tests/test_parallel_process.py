@@ -403,7 +403,9 @@ def _start_script(tmp_path, method: str, max_tasks: int):
         if not line:
             proc.wait()
             pytest.fail(f"the script ended early ({proc.returncode}): {proc.stderr.read()}")
-        pids.append(int(line.split()[1]))
+        words = line.split()
+        if len(words) == 2 and words[0] == "started":  # ignore anything else a worker prints
+            pids.append(int(words[1]))
     return proc, pids
 
 
