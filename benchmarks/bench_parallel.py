@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -38,23 +36,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _common import LEGACY_PYTHON, best_of, identity, machine_line, run_legacy
 from docmill import Document, DocumentArray, parallel
 
-LEGACY_PYTHON = Path.home() / "legacy" / "bin" / "python"
 Row = tuple[str, str, str]  # variant, measured value, ratio / verdict
-
-
-def identity(x):
-    return x
-
-
-def best_of(runs: int, fn: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 # ---------------------------------------------------------------------- 1. image
@@ -173,14 +158,7 @@ def _legacy_tiny(n: int, workers: int, runs: int) -> dict[str, float]:
             out["legacy " + backend] = {n} / best
         print(json.dumps(out))
     """)
-    try:
-        res = subprocess.run(
-            [str(LEGACY_PYTHON), "-c", script], capture_output=True, text=True, timeout=600
-        )
-        return json.loads(res.stdout.strip().splitlines()[-1])
-    except (subprocess.SubprocessError, ValueError, IndexError):
-        print("legacy docarray run failed:", res.stderr[-500:], file=sys.stderr)
-        return {}
+    return run_legacy(script, timeout=600)
 
 
 # ---------------------------------------------------------------------- 4. peak RSS
@@ -268,11 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     only = {int(x) for x in args.only.split(",")}
     q = args.quick
 
-    print(
-        f"docmill.parallel benchmarks on {platform.machine()}, {os.cpu_count()} cores "
-        f"({len(os.sched_getaffinity(0))} usable), Python {platform.python_version()}"
-        + (" [--quick]" if q else "")
-    )
+    print(f"docmill.parallel benchmarks on {machine_line()}" + (" [--quick]" if q else ""))
     if 1 in only:
         n = args.n_images or (200 if q else 2000)
         print_table(f"1. image foo over {n} JPEGs 320x240", exp_image(n, args.images, args.workers))

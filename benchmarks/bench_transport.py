@@ -25,36 +25,18 @@ one run, not the absolute numbers. ::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import subprocess
-import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from _common import LEGACY_PYTHON, best_of, identity, machine_line, run_legacy
 from docmill import DocumentArray, parallel
 
-LEGACY_PYTHON = Path.home() / "legacy" / "bin" / "python"
 Row = tuple[str, str, str]
-
-
-def identity(x):
-    return x
-
-
-def best_of(runs: int, fn: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 # ---------------------------------------------------------------------- 1. round trip
@@ -178,15 +160,7 @@ def _legacy_image(pattern: str, runs: int) -> dict[str, float]:
                    foo, backend="process"))}}
         print(json.dumps(out))
     """)
-    res = None
-    try:
-        res = subprocess.run(
-            [str(LEGACY_PYTHON), "-c", script], capture_output=True, text=True, timeout=900
-        )
-        return json.loads(res.stdout.strip().splitlines()[-1])
-    except (subprocess.SubprocessError, ValueError, IndexError):
-        print("legacy docarray run failed:", res.stderr[-500:] if res else "", file=sys.stderr)
-        return {}
+    return run_legacy(script)
 
 
 # ---------------------------------------------------------------------- output
@@ -228,9 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     only = {int(x) for x in args.only.split(",")}
     q = args.quick
     out = [
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, numpy {np.__version__}; one run, "
-        f"ratios side by side (the machine is shared and noisy)"
+        f"machine: {machine_line()}; one run, ratios side by side (the machine is shared and noisy)"
     ]
     print(out[0] + "\n")
     if 1 in only:

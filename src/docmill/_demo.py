@@ -20,7 +20,14 @@ import numpy as np
 from docmill.array import DocumentArray
 from docmill.document import Document
 
-__all__ = ["Timing", "foo", "image_experiment", "make_images", "overlap_experiment"]
+__all__ = [
+    "Timing",
+    "best_of",
+    "foo",
+    "image_experiment",
+    "make_images",
+    "overlap_experiment",
+]
 
 
 def foo(d: Document) -> Document:
@@ -63,7 +70,8 @@ class Timing:
         return self.baseline / self.seconds if self.seconds else float("inf")
 
 
-def _best_of(runs: int, fn: Callable[[], object]) -> float:
+def best_of(runs: int, fn: Callable[[], object]) -> float:
+    """The shortest of ``runs`` timings of ``fn()``, in seconds."""
     best = float("inf")
     for _ in range(runs):
         t = time.perf_counter()
@@ -91,12 +99,10 @@ def image_experiment(
         for d in fresh():
             foo(d)
 
-    baseline = _best_of(runs, loop)
+    baseline = best_of(runs, loop)
     out = [Timing("for-loop", baseline, baseline)]
     for backend in backends:
-        secs = _best_of(
-            runs, lambda b=backend: fresh().apply(foo, backend=b, num_worker=num_worker)
-        )
+        secs = best_of(runs, lambda b=backend: fresh().apply(foo, backend=b, num_worker=num_worker))
         out.append(Timing(f"apply {backend}", secs, baseline))
     return out
 
@@ -128,6 +134,6 @@ def overlap_experiment(
 
     return [
         Timing("ideal 1 + 2n units", limit, limit),
-        Timing("apply_batch, then GPU", _best_of(1, apply_then_loop), limit),
-        Timing("map_batch into GPU", _best_of(1, map_batch), limit),
+        Timing("apply_batch, then GPU", best_of(1, apply_then_loop), limit),
+        Timing("map_batch into GPU", best_of(1, map_batch), limit),
     ]
