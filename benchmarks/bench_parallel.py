@@ -49,7 +49,7 @@ def exp_image(n_images: int, folder: str | None, workers: int) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         if folder is None:
             folder = _demo.make_images(Path(tmp) / "jpg", n_images)
-        timings = _demo.image_experiment(folder, ("thread", "process"), workers, runs=2)
+        timings = _demo.image_experiment(folder, ("thread", "process"), workers, runs=3)
     n = len(list(Path(folder).glob("*.jpg"))) if Path(folder).exists() else n_images
     targets = {"apply thread": ">= 1.8x", "apply process": ">= 1.3x (shm: >= 1.8x)"}
     return [
