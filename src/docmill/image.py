@@ -37,7 +37,6 @@ import functools
 import io
 import mimetypes
 import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -353,11 +352,14 @@ def save_image(
 ) -> None:
     """Write :func:`encode_image` to a path (atomically: a temp file in the same
     folder, then ``os.replace``) or to a binary file object."""
+    from docmill.io._files import atomic_output
+
     data = encode_image(tensor, channel_axis, image_format)
     if hasattr(file, "write"):
         file.write(data)
     else:
-        _atomic_write(file, data)
+        with atomic_output(file) as f:
+            f.write(data)
 
 
 # ---------------------------------------------------------------------- array arithmetic
@@ -649,35 +651,3 @@ def _describe(data: bytes) -> str:
     if not data:
         return "an empty file (0 bytes)"
     return f"{_sniff(data)[1]}, {len(data)} bytes, starting {data[:16]!r}"
-
-
-@functools.lru_cache(maxsize=1)
-def _umask() -> int:
-    # os.umask can only be read by setting it (racy with threads); Linux shows it here
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o022
-
-
-def _atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
