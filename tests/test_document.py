@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from docmill import Document, DocumentArray, image
+from docmill import Document, DocumentArray
+from docmill import uri as dm_uri
 from docmill.document import FIELDS
 
 RNG = np.random.default_rng(7)
@@ -187,7 +188,7 @@ def test_seed_foo_on_jpeg_and_datauri(tmp_path):
     path = _save(arr, tmp_path / "a.jpg", "JPEG")
     with Image.open(path) as im:
         decoded = np.array(im.convert("RGB"))
-    for uri in (path, image.uri_to_datauri(path, base64=True)):
+    for uri in (path, dm_uri.uri_to_datauri(path, base64=True)):
         d = foo(Document(uri=uri))
         assert d.tensor.dtype == np.float32 and d.tensor.shape == (3, 30, 40)
         np.testing.assert_allclose(d.tensor, _chw_reference(decoded), rtol=1e-5, atol=2e-6)

@@ -2,48 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import http.server
 import io
 import os
 import stat
-import threading
-import time
-import urllib.parse
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from _images import RGB, RNG, pil_rgb, smooth
 from docmill import FormatError, image
-
-RNG = np.random.default_rng(1234)
-RGB = RNG.integers(0, 256, (12, 16, 3), dtype=np.uint8)
-
-
-def _jpeg(arr: np.ndarray, **kw) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "JPEG", **kw)
-    return buf.getvalue()
-
-
-def _png(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def _pil_rgb(data: bytes) -> np.ndarray:
-    """Reference decode, straight through Pillow."""
-    with Image.open(io.BytesIO(data)) as im:
-        return np.array(im.convert("RGB"))
-
-
-def _smooth(h: int, w: int) -> np.ndarray:
-    """A photo-like image (JPEG keeps it close to the original)."""
-    y, x = np.mgrid[0:h, 0:w]
-    return np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (h + w)], -1).astype(np.uint8)
 
 
 @pytest.fixture(params=["pillow", "simplejpeg"])
@@ -56,190 +24,6 @@ def decoder(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture
-def files(tmp_path: Path) -> dict[str, Path]:
-    f = {
-        "png": tmp_path / "rgb.png",
-        "jpeg": tmp_path / "smooth.jpg",
-        "text": tmp_path / "notes.txt",
-        "empty": tmp_path / "empty.png",
-        "truncated": tmp_path / "cut.jpg",
-        "pdf": tmp_path / "doc.pdf",
-        "space": tmp_path / "with space é.png",
-    }
-    f["png"].write_bytes(_png(RGB))
-    f["jpeg"].write_bytes(_jpeg(_smooth(48, 64), quality=95))
-    f["text"].write_text("hello wörld, a/b?c", encoding="utf-8")
-    f["empty"].write_bytes(b"")
-    f["truncated"].write_bytes(_jpeg(_smooth(48, 64))[:300])
-    f["pdf"].write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n")
-    f["space"].write_bytes(_png(RGB))
-    return f
-
-
-# ---------------------------------------------------------------------- http server
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep test output clean
-        pass
-
-    def do_GET(self):
-        if self.path == "/slow":  # answer nothing until the client has given up
-            time.sleep(1.0)
-            return
-        if self.path == "/boom":
-            self.send_error(500, "boom")
-            return
-        super().do_GET()
-
-
-@pytest.fixture(scope="module")
-def http_root(tmp_path_factory):
-    """(base url, served folder) of a real HTTP server on 127.0.0.1."""
-    root = tmp_path_factory.mktemp("www")
-    (root / "rgb.png").write_bytes(_png(RGB))
-    (root / "page.txt").write_bytes("grüße".encode())
-
-    def handler(*args, **kwargs):
-        return _Handler(*args, directory=str(root), **kwargs)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-# ---------------------------------------------------------------------- reading uris
-def test_read_uri_local_forms(files):
-    want = files["png"].read_bytes()
-    assert image.read_uri(str(files["png"])) == want
-    assert image.read_uri(files["png"]) == want  # os.PathLike
-    assert image.read_uri(files["png"].as_uri()) == want  # file:///...
-    assert image.read_uri(files["space"].as_uri()) == want  # percent-encoded file url
-    assert image.read_uri("file://localhost" + urllib.parse.quote(str(files["png"]))) == want
-
-
-def test_read_uri_data_uris():
-    payload = b"\x00\x01binary\xffdata"
-    b64 = "data:application/octet-stream;base64," + base64.b64encode(payload).decode()
-    pct = "data:application/octet-stream," + urllib.parse.quote_from_bytes(payload)
-    assert image.read_uri(b64) == payload
-    assert image.read_uri(pct) == payload
-    assert image.decode_datauri("data:,A%20b") == (b"A b", "text/plain")
-    assert image.decode_datauri("data:image/PNG;charset=x;base64,AAEC") == (b"\0\1\2", "image/png")
-
-
-def test_read_uri_text(files):
-    assert image.read_uri_text(files["text"]) == "hello wörld, a/b?c"
-    latin = files["text"].with_suffix(".latin1")
-    latin.write_bytes("café".encode("latin-1"))
-    assert image.read_uri_text(latin, charset="latin-1") == "café"
-    with pytest.raises(ValueError, match=r"latin1'.*utf-8"):
-        image.read_uri_text(latin)
-
-
-@pytest.mark.parametrize("form", ["path", "file_url"])
-def test_read_uri_missing_file_names_the_uri(tmp_path, form):
-    missing = tmp_path / "nope.jpg"
-    uri = str(missing) if form == "path" else missing.as_uri()
-    with pytest.raises(FileNotFoundError, match=r"nope\.jpg"):
-        image.read_uri(uri)
-
-
-@pytest.mark.parametrize(
-    ("uri", "exc", "match"),
-    [
-        ("ftp://example.org/a.jpg", ValueError, "unsupported uri scheme 'ftp'"),
-        ("file://otherhost/a.jpg", ValueError, "remote host"),
-        ("data:image/png;base64", FormatError, "no ','"),
-        ("data:image/png;base64,AAA", FormatError, "invalid base64"),
-        ("", TypeError, "non-empty"),
-        (None, TypeError, "None"),
-    ],
-)
-def test_read_uri_bad_uris(uri, exc, match):
-    with pytest.raises(exc, match=match):
-        image.read_uri(uri)
-
-
-def test_read_uri_http(http_root):
-    base, root = http_root
-    assert image.read_uri(f"{base}/rgb.png") == (root / "rgb.png").read_bytes()
-    assert image.read_uri_text(f"{base}/page.txt") == "grüße"
-    np.testing.assert_array_equal(image.load_image_tensor(f"{base}/rgb.png"), RGB)
-
-
-def test_read_uri_http_errors(http_root):
-    base, _ = http_root
-    with pytest.raises(FileNotFoundError, match=r"missing\.png.*404"):
-        image.read_uri(f"{base}/missing.png")
-    with pytest.raises(OSError, match=r"boom.*500"):
-        image.read_uri(f"{base}/boom")
-
-
-@pytest.mark.timeout(10)
-def test_read_uri_http_timeout(http_root):
-    base, _ = http_root
-    t0 = time.monotonic()
-    with pytest.raises(TimeoutError, match="slow"):
-        image.read_uri(f"{base}/slow", timeout=0.1)
-    assert time.monotonic() - t0 < 0.9  # did not wait for the 1 s answer
-
-
-def test_guess_and_sniff_mime_type(files):
-    assert image.guess_mime_type("a/b/cat.JPG") == "image/jpeg"
-    assert image.guess_mime_type("https://x.org/a.png?size=2#top") == "image/png"
-    assert image.guess_mime_type(Path("notes.txt")) == "text/plain"
-    assert image.guess_mime_type("data:image/gif;base64,R0lG") == "image/gif"
-    assert image.guess_mime_type("data:;base64,AA==") == "text/plain"
-    assert image.guess_mime_type("no_extension") is None
-    assert image.sniff_mime_type(files["png"].read_bytes()) == "image/png"
-    assert image.sniff_mime_type(files["jpeg"].read_bytes()) == "image/jpeg"
-    assert image.sniff_mime_type(files["pdf"].read_bytes()) == "application/pdf"
-    assert image.sniff_mime_type(b"plain words\n") == "text/plain"
-    assert image.sniff_mime_type(bytes(range(256))) == "application/octet-stream"
-
-
-# legacy docarray 0.21.1 output for the text fixture (recorded once with ~/legacy)
-LEGACY_TEXT_DATAURI = "data:text/plain;charset=utf-8,hello%20w%C3%B6rld%2C%20a/b%3Fc"
-LEGACY_TEXT_DATAURI_B64 = "data:text/plain;charset=utf-8;base64,aGVsbG8gd8O2cmxkLCBhL2I/Yw=="
-
-
-def test_uri_to_datauri_matches_legacy_format(files):
-    text = files["text"].read_bytes()
-    assert image.uri_to_datauri(str(files["text"])) == LEGACY_TEXT_DATAURI
-    assert image.uri_to_datauri(str(files["text"]), base64=True) == LEGACY_TEXT_DATAURI_B64
-    # the same strings, computed here
-    assert LEGACY_TEXT_DATAURI.endswith(urllib.parse.quote_from_bytes(text))
-    assert LEGACY_TEXT_DATAURI_B64.endswith(base64.b64encode(text).decode())
-    no_charset = image.uri_to_datauri(str(files["text"]), charset=None, base64=True)
-    assert no_charset == "data:text/plain;base64," + base64.b64encode(text).decode()
-
-
-@pytest.mark.parametrize("b64", [False, True])
-def test_uri_to_datauri_round_trip(files, b64):
-    uri = image.uri_to_datauri(str(files["png"]), base64=b64)
-    assert uri.startswith("data:image/png;charset=utf-8")
-    assert image.read_uri(uri) == files["png"].read_bytes()
-    assert image.uri_to_datauri(uri) is uri  # already a data URI: unchanged
-    np.testing.assert_array_equal(image.load_image_tensor(uri), RGB)
-
-
-def test_uri_to_datauri_mime_fallbacks(tmp_path):
-    blob = tmp_path / "blob"  # no extension: sniffed
-    blob.write_bytes(_png(RGB))
-    assert image.uri_to_datauri(str(blob)).startswith("data:image/png;")
-    assert image.uri_to_datauri(str(blob), mime_type="x/y").startswith("data:x/y;")
-    blob.write_bytes(bytes(range(256)))
-    assert image.uri_to_datauri(str(blob)).startswith("data:application/octet-stream;")
-
-
-# ---------------------------------------------------------------------- decoding
 def test_png_load_is_exact(files):
     t = image.load_image_tensor(files["png"])
     assert t.dtype == np.uint8 and t.shape == (12, 16, 3) and t.flags.writeable
@@ -250,7 +34,7 @@ def test_jpeg_decode_equals_pillow(files, decoder):
     data = files["jpeg"].read_bytes()
     t = image.decode_image(data)
     assert t.dtype == np.uint8 and t.shape == (48, 64, 3) and t.flags.writeable
-    np.testing.assert_array_equal(t, _pil_rgb(data))
+    np.testing.assert_array_equal(t, pil_rgb(data))
 
 
 def test_simplejpeg_fast_path_is_taken(files, monkeypatch):
@@ -279,12 +63,12 @@ def test_simplejpeg_fast_path_is_taken(files, monkeypatch):
     ("mode", "fmt"), [("L", "JPEG"), ("CMYK", "JPEG"), ("L", "PNG"), ("RGBA", "PNG"), ("P", "PNG")]
 )
 def test_other_modes_become_rgb(mode, fmt, decoder):
-    src = Image.fromarray(_smooth(20, 30)).convert(mode)
+    src = Image.fromarray(smooth(20, 30)).convert(mode)
     buf = io.BytesIO()
     src.save(buf, fmt)
     t = image.decode_image(buf.getvalue())
     assert t.shape == (20, 30, 3) and t.dtype == np.uint8
-    np.testing.assert_array_equal(t, _pil_rgb(buf.getvalue()))
+    np.testing.assert_array_equal(t, pil_rgb(buf.getvalue()))
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1])
@@ -397,19 +181,19 @@ def test_png_round_trip_exact(arr):
 
 def test_encode_channel_first_and_int_dtypes():
     chw = np.ascontiguousarray(np.moveaxis(RGB, -1, 0))
-    assert _pil_rgb(image.encode_image(chw, channel_axis=0)).tolist() == RGB.tolist()
+    assert pil_rgb(image.encode_image(chw, channel_axis=0)).tolist() == RGB.tolist()
     as_int = RGB.astype(np.int64)
-    np.testing.assert_array_equal(_pil_rgb(image.encode_image(as_int)), RGB)
+    np.testing.assert_array_equal(pil_rgb(image.encode_image(as_int)), RGB)
     mask = RGB[..., 0] > 128
-    np.testing.assert_array_equal(_pil_rgb(image.encode_image(mask))[..., 0], mask * 255)
+    np.testing.assert_array_equal(pil_rgb(image.encode_image(mask))[..., 0], mask * 255)
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "jpg", "JPEG"])
 def test_jpeg_encode(fmt):
-    arr = _smooth(40, 60)
+    arr = smooth(40, 60)
     data = image.encode_image(arr, image_format=fmt)
     assert data[:3] == b"\xff\xd8\xff"
-    assert np.abs(_pil_rgb(data).astype(int) - arr).mean() < 3
+    assert np.abs(pil_rgb(data).astype(int) - arr).mean() < 3
 
 
 @pytest.mark.parametrize(

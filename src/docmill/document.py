@@ -252,7 +252,7 @@ class Document:
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ image & uri methods
-    # (thin wrappers over docmill.image; each returns self)
+    # (thin wrappers over docmill.image and docmill.uri; each returns self)
     def load_uri_to_image_tensor(
         self,
         width: int | None = None,
@@ -264,8 +264,9 @@ class Document:
         channels moved to ``channel_axis``; ``width``/``height`` resize). A multi-frame image
         (GIF, TIFF) fills :attr:`chunks` with one Document per frame instead, like legacy."""
         from docmill import image
+        from docmill import uri as _uri
 
-        data = image.read_uri(self._need("uri"), timeout=timeout)
+        data = _uri.read_uri(self._need("uri"), timeout=timeout)
         frames = image.decode_image_frames(data, width, height, channel_axis, uri=self.uri)
         if len(frames) == 1:
             self.tensor = frames[0]
@@ -357,42 +358,43 @@ class Document:
     ) -> Document:
         """Encode :attr:`tensor` as a ``data:image/...;base64,`` URI into :attr:`uri`."""
         from docmill import image
+        from docmill import uri as _uri
 
         self.uri = image.image_to_datauri(self._need("tensor"), channel_axis, image_format)
-        self.mime_type = image.guess_mime_type(self.uri)
+        self.mime_type = _uri.guess_mime_type(self.uri)
         return self
 
     def load_uri_to_blob(self, timeout: float | None = 60.0) -> Document:
         """Read the bytes at :attr:`uri` into :attr:`blob` (and guess :attr:`mime_type`
         when it is not set)."""
-        from docmill import image
+        from docmill import uri as _uri
 
-        self.blob = image.read_uri(self._need("uri"), timeout=timeout)
+        self.blob = _uri.read_uri(self._need("uri"), timeout=timeout)
         if not self.mime_type:
-            self.mime_type = image.guess_mime_type(self.uri) or image.sniff_mime_type(self.blob)
+            self.mime_type = _uri.guess_mime_type(self.uri) or _uri.sniff_mime_type(self.blob)
         return self
 
     def load_uri_to_text(self, charset: str = "utf-8", timeout: float | None = 60.0) -> Document:
         """Read the text at :attr:`uri` (decoded with ``charset``) into :attr:`text`."""
-        from docmill import image
+        from docmill import uri as _uri
 
-        self.text = image.read_uri_text(self._need("uri"), charset, timeout=timeout)
+        self.text = _uri.read_uri_text(self._need("uri"), charset, timeout=timeout)
         if not self.mime_type:
-            self.mime_type = image.guess_mime_type(self.uri) or "text/plain"
+            self.mime_type = _uri.guess_mime_type(self.uri) or "text/plain"
         return self
 
     def convert_uri_to_datauri(self, charset: str = "utf-8", base64: bool = False) -> Document:
         """Replace :attr:`uri` by a ``data:`` URI holding its content (unchanged when it
         already is one); the MIME type is :attr:`mime_type`, else guessed."""
-        from docmill import image
+        from docmill import uri as _uri
 
-        self.uri = image.uri_to_datauri(self._need("uri"), self.mime_type, charset, base64)
-        self.mime_type = self.mime_type or image.guess_mime_type(self.uri)
+        self.uri = _uri.uri_to_datauri(self._need("uri"), self.mime_type, charset, base64)
+        self.mime_type = self.mime_type or _uri.guess_mime_type(self.uri)
         return self
 
     def convert_blob_to_datauri(self, charset: str = "utf-8", base64: bool = False) -> Document:
         """Set :attr:`uri` to a ``data:`` URI holding :attr:`blob` (needs :attr:`mime_type`)."""
-        from docmill import image
+        from docmill import uri as _uri
 
         blob = self._need("blob")
         if not self.mime_type:
@@ -400,7 +402,7 @@ class Document:
                 f"Document {self.id} has no mime_type; set it (e.g. 'image/png') "
                 "before convert_blob_to_datauri"
             )
-        self.uri = image.to_datauri(blob, self.mime_type, charset, base64)
+        self.uri = _uri.to_datauri(blob, self.mime_type, charset, base64)
         return self
 
     def _need(self, field: str) -> Any:

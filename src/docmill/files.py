@@ -140,10 +140,10 @@ def _load(path: str, read_mode: str | None, to_dataturi: bool) -> Document:
         # universal newlines, like open(path, 'r')
         doc.text = text.replace("\r\n", "\n").replace("\r", "\n")
     if to_dataturi:
-        from docmill import image  # imports Pillow: only when asked for
+        from docmill import uri as _uri
 
-        mime = mime or image.sniff_mime_type(data)
-        doc.uri = image.to_datauri(data, mime, charset=None, base64=True)
+        mime = mime or _uri.sniff_mime_type(data)
+        doc.uri = _uri.to_datauri(data, mime, charset=None, base64=True)
     return doc
 
 
