@@ -76,6 +76,22 @@ class RemoteTraceback(Exception):
         return self.tb
 
 
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)`` on Python >= 3.11; on 3.10 the note is kept in ``__notes__``
+    (where 3.11's traceback printing would look) without failing."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # pragma: no cover - Python 3.10
+        notes = getattr(exc, "__notes__", None)
+        try:
+            if notes is None:
+                exc.__notes__ = [note]  # type: ignore[attr-defined]
+            else:
+                notes.append(note)
+        except (AttributeError, TypeError):
+            pass
+
+
 def require(module: str, extra: str):
     """Import ``module`` or raise :class:`MissingExtra` naming ``pip install 'docmill[extra]'``."""
     import importlib

@@ -57,7 +57,7 @@ from concurrent.futures import CancelledError, Future
 from itertools import islice
 from typing import Any
 
-from docmill.errors import RemoteTraceback, WorkerCrashed
+from docmill.errors import RemoteTraceback, WorkerCrashed, add_note
 from docmill.parallel._base import Backend
 from docmill.parallel._options import BACKENDS, Options
 from docmill.parallel._runner import ChunkRunner
@@ -265,7 +265,7 @@ def _task_error(
         return WorkerCrashed(f"{e} while running {what}", exitcode=e.exitcode, items=items)
     if isinstance(e, CancelledError):
         return RuntimeError(f"the backend cancelled the task holding {what}")
-    e.add_note(f"docmill: the task holding {what} failed")
+    add_note(e, f"docmill: the task holding {what} failed")
     return e
 
 
@@ -280,7 +280,7 @@ def _annotate(exc: BaseException, where: str, backend: str) -> None:
     plain_str = type(exc).__str__ is BaseException.__str__
     if plain_str and len(args) <= 1 and all(isinstance(a, str) for a in args):
         exc.args = (f"{args[0]} [in {where}]" if args and args[0] else f"in {where}",)
-    exc.add_note(f"docmill: func raised this on {where} (backend {backend!r})")
+    add_note(exc, f"docmill: func raised this on {where} (backend {backend!r})")
 
 
 def _progress_bar(total: int | None, unit: str) -> Any:

@@ -26,6 +26,7 @@ from concurrent.futures import Future, InvalidStateError
 from time import monotonic
 from typing import Any
 
+from docmill.errors import add_note
 from docmill.parallel._base import Backend
 from docmill.parallel._options import Options
 
@@ -112,7 +113,7 @@ class ThreadBackend(Backend):
                 try:
                     opts.initializer(*opts.initargs)
                 except BaseException as e:
-                    e.add_note("(raised by the initializer of a docmill thread worker)")
+                    add_note(e, "(raised by the initializer of a docmill thread worker)")
                     self._broken = e
                     self._fail_all(e)
                     return
