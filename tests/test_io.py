@@ -291,6 +291,46 @@ def test_legacy_suffixes_choose_protocol_and_compression(tmp_path: Path) -> None
     assert DocumentArray.load_binary(path) == da
 
 
+@pytest.mark.parametrize(
+    "name", ["x.pickle", "x.pickle-array", "x.pickle.lz4", "x.pickle-array.gz"]
+)
+def test_a_suffix_never_makes_load_binary_unpickle(tmp_path: Path, name: str) -> None:
+    # a file that runs code when unpickled: only an explicit pickle protocol may load it
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ValueError, match="protocol='pickle"):
+        DocumentArray.load_binary(path)
+    with pytest.raises(FormatError):  # an explicit protocol wins over the suffix
+        DocumentArray.load_binary(path, protocol="docmill")
+    with pytest.raises(ValueError, match="protocol='pickle"):
+        list(docmill.io.iter_binary(path))
+    assert not marker.exists()
+    da = _da()  # writing follows the suffix; reading it back needs the explicit protocol
+    da.save_binary(tmp_path / "ok.pickle")
+    assert DocumentArray.load_binary(tmp_path / "ok.pickle", protocol="pickle") == da
+
+
+def test_arguments_are_checked_before_the_suffix(tmp_path: Path) -> None:
+    da = _da()
+    with pytest.raises(ValueError, match="protocol='protobuff'"):
+        da.save_binary(tmp_path / "out.docmill", protocol="protobuff")
+    with pytest.raises(ValueError, match="compress='lz5'"):
+        da.save_binary(tmp_path / "out.lz4", compress="lz5")
+    with pytest.raises(ValueError, match="compress='lz5'"):
+        DocumentArray.load_binary(tmp_path / "out.lz4", compress="lz5")
+    assert list(tmp_path.iterdir()) == []
+    # an explicit protocol wins: a 'protobuf'-suffixed path written in docmill's format
+    da.save_binary(tmp_path / "x.protobuf", protocol="docmill")
+    assert (tmp_path / "x.protobuf").read_bytes()[:8] == docmill.io.MAGIC
+    assert DocumentArray.load_binary(tmp_path / "x.protobuf", protocol="docmill") == da
+
+
 def test_missing_file_and_text_mode_objects(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such file"):
         DocumentArray.load_binary(tmp_path / "nope.bin")

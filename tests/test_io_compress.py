@@ -114,3 +114,72 @@ def test_zlib_stream_reader_reports_truncation() -> None:
     r = stream_reader(io.BytesIO(raw.getvalue()[:-20]), "zlib")
     with pytest.raises(EOFError, match="zlib stream ends"):
         r.read()
+
+
+# ---------------------------------------------------------------------- hostile sizes
+@pytest.mark.parametrize("name", NAMES)
+def test_a_claimed_size_is_not_allocated_before_the_data_holds_it(name) -> None:
+    # a frame header claiming 2**40 decompressed bytes: FormatError, never MemoryError
+    packed = b"".join(compress_pieces(name, [DATA], len(DATA)))
+    with pytest.raises(FormatError, match=name):
+        decompress_exact(name, packed, 1 << 40)
+
+
+def _lz4_claiming(size: int) -> bytes:
+    """An lz4 frame whose own header claims ``size`` content bytes (checksum fixed up)."""
+    import xxhash
+
+    frame = bytearray(lz4.frame.compress(b"tiny", store_size=True))
+    assert frame[4] & 0x08  # the content-size flag
+    frame[6:14] = size.to_bytes(8, "little")
+    frame[14] = (xxhash.xxh32(bytes(frame[4:14])).intdigest() >> 8) & 0xFF
+    return bytes(frame)
+
+
+def test_lz4_content_size_claims_are_not_trusted() -> None:
+    data = _lz4_claiming(1 << 40)
+    with pytest.raises(MemoryError):  # what the library's one-shot call does with it
+        lz4.frame.decompress(data)
+    with pytest.raises(FormatError, match="lz4"):  # legacy per-Document records
+        decompress_bytes(data, "lz4")
+    with pytest.raises(_errors()):  # whole-stream files: the reader maps these to FormatError
+        stream_reader(io.BytesIO(data), "lz4").read()
+
+
+def test_a_decompression_bomb_stops_at_the_expected_size(tmp_path) -> None:
+    # 1 GiB of zeros in ~4 MB of lz4, claimed as 1 MiB: must fail without inflating it
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, lz4.frame\n"
+        "from docmill.io._compress import decompress_exact\n"
+        "from docmill import FormatError\n"
+        "c = lz4.frame.LZ4FrameCompressor()\n"
+        "bomb = c.begin() + b''.join(c.compress(bytes(1 << 24)) for _ in range(64)) + c.flush()\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    decompress_exact('lz4', bomb, 1 << 20)\n"
+        "except FormatError:\n"
+        "    pass\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) < 64 * 1024  # KiB: far below the 1 GiB it would inflate to
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_truncated_stream_is_detected(name) -> None:
+    packed = compress_bytes(DATA, name)
+    for cut in range(len(packed)):
+        with pytest.raises(FormatError):
+            decompress_bytes(packed[:cut], name)
+        with pytest.raises((EOFError, *_errors())):
+            stream_reader(io.BytesIO(packed[:cut]), name).read()
+
+
+def _errors():
+    from docmill.io._compress import DECODE_ERRORS
+
+    return DECODE_ERRORS

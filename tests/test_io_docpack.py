@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import enum
 
+import msgpack
 import numpy as np
 import pytest
 
@@ -178,3 +179,58 @@ def test_decode_rejects_out_of_range_buffers() -> None:
     payload += bytes(-len(payload) % 32 + 32)
     with pytest.raises(FormatError, match=r"buffer \[32, 48\) lies outside the 32-byte"):
         decode_payload(payload, 1)
+
+
+# ---------------------------------------------------------------------- nesting depth
+def _nested(kind, depth):
+    v = None
+    for _ in range(depth):
+        v = {"k": v} if kind is dict else kind([v])
+    return v
+
+
+@pytest.mark.parametrize("kind", [tuple, list, dict])
+def test_nesting_is_bounded_on_write(kind) -> None:
+    from docmill.io._docpack import MAX_DEPTH
+
+    ok = Document(id="ok", tags={"t": _nested(kind, MAX_DEPTH - 1)})
+    assert decode_payload(_join(encode_payload([ok])), 1)[0].tags == ok.tags
+    deep = Document(id="deep", tags={"t": _nested(kind, 200)})
+    with pytest.raises(ValueError, match=r"Document 0 \(id 'deep'\), field 'tags'.*deep"):
+        encode_payload([deep])
+    with pytest.raises(ValueError, match="field 'location'"):
+        encode_payload([Document(id="x", location=_nested(list, 200))])
+
+
+def test_document_nesting_is_bounded_on_write() -> None:
+    root = d = Document(id="root")
+    for i in range(200):
+        c = Document(id=f"c{i}")
+        d.chunks.append(c)
+        d = c
+    with pytest.raises(ValueError, match="field 'chunks'"):
+        encode_payload([root])
+
+
+def test_a_crafted_deeply_nested_file_raises_format_error_not_a_crash() -> None:
+    # what load_binary met before: tuples 200 deep made the msgpack ext hook recurse
+    # until the C stack overflowed (SIGSEGV); build the payload by hand
+    data = None
+    for _ in range(200):
+        data = msgpack.ExtType(2, msgpack.packb([data]))
+    meta = msgpack.packb([{"id": "x", "tags": {"t": data}}])
+    payload = len(meta).to_bytes(4, "little") + meta
+    with pytest.raises(FormatError, match="nested"):
+        decode_payload(bytearray(payload), 1)
+    # Documents nested through chunks, 100 levels of msgpack maps
+    doc = {"id": "leaf"}
+    for i in range(100):
+        doc = {"id": f"d{i}", "chunks": [doc]}
+    meta = msgpack.packb([doc])
+    with pytest.raises(FormatError, match="chunks"):
+        decode_payload(bytearray(len(meta).to_bytes(4, "little") + meta), 1)
+
+
+def _join(encoded) -> bytearray:
+    pieces, _size = encoded
+    return bytearray(b"".join(bytes(memoryview(p)) for p in pieces))

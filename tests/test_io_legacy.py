@@ -152,3 +152,62 @@ def test_a_count_given_up_front_is_checked() -> None:
     with pytest.raises(ValueError, match="announced 3 Documents but 2 came"):
         w.close()
     assert buf.getvalue()[1:9] == (3).to_bytes(8, "big")  # written before the records
+
+
+def _array_bytes(docs, protocol="protobuf-array", compress=None) -> bytes:
+    buf = io.BytesIO()
+    w = ArrayWriter(buf, protocol, compress)
+    w.write_docs(docs)
+    w.close()
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("compress", ["zstd", "lz4", "zlib", "gzip", "bz2", "lzma"])
+@pytest.mark.parametrize("protocol", ["protobuf-array", "pickle-array"])
+def test_every_cut_of_a_compressed_array_file_is_detected(protocol, compress) -> None:
+    # a compressed stream has an end marker: a cut anywhere is detectable
+    data = _array_bytes(_docs(4), protocol, compress)
+    # an empty 'zlib' file is docarray's (uncompressed) empty array: the one cut left
+    for cut in range(1 if compress == "zlib" else 0, len(data)):
+        with pytest.raises(FormatError):
+            list(read_array(io.BytesIO(data[:cut]), protocol, compress, expect_eof=True))
+
+
+def test_cuts_of_an_uncompressed_protobuf_array_are_detected_inside_documents() -> None:
+    # protobuf has no end marker: a cut between two Documents reads as fewer Documents
+    # (the README says so); a cut anywhere else raises
+    docs = _docs(3)
+    data = _array_bytes(docs)
+    boundaries = {0}
+    pos = 0
+    for d in docs:  # each record: tag, length varint, the DocumentProto
+        n = len(_array_bytes([d]))
+        pos += n
+        boundaries.add(pos)
+    for cut in range(len(data)):
+        reading = read_array(io.BytesIO(data[:cut]), "protobuf-array", None, expect_eof=True)
+        if cut in boundaries:
+            assert len(list(reading)) == sorted(boundaries).index(cut)
+        else:
+            with pytest.raises(FormatError):
+                list(reading)
+
+
+@pytest.mark.parametrize("compress", [None, "zstd", "lz4"])
+def test_every_cut_of_a_per_document_file_is_detected(compress) -> None:
+    # the header announces the count: a cut anywhere is detectable
+    data = _stream_bytes(_docs(3), "protobuf", compress)
+    for cut in range(len(data)):
+        with pytest.raises(FormatError):
+            list(read_stream(BinaryReader(data[:cut]), "protobuf", compress, expect_eof=True))
+
+
+def test_a_file_read_with_the_wrong_protocol_is_rejected() -> None:
+    # a 'protobuf' file (version byte, count, records) read as 'protobuf-array' used
+    # to yield Documents with random ids; field number 0 cannot occur in protobuf
+    data = _stream_bytes(_docs(2), "protobuf")
+    with pytest.raises(FormatError, match="field number 0"):
+        list(read_array(io.BytesIO(data), "protobuf-array", None, expect_eof=True))
+    for bad in (b"\x00", b"\x0b", b"\x0e\x01", b"\x0f\x01"):  # field 0; wire types 3, 6, 7
+        with pytest.raises(FormatError):
+            list(read_array(io.BytesIO(bad), "protobuf-array", None, expect_eof=True))

@@ -589,7 +589,7 @@ class DocumentArray(MutableSequence[Document]):
         return io.array_from_bytes(data, protocol=protocol, compress=compress)
 
     def save_binary(
-        self, file: Any, protocol: str = "docmill", compress: str | None = None
+        self, file: Any, protocol: str | None = None, compress: str | None = None
     ) -> None:
         """Write the array to ``file`` (path, binary file object or fsspec URL), atomically."""
         from docmill import io
@@ -600,7 +600,7 @@ class DocumentArray(MutableSequence[Document]):
     def load_binary(
         cls,
         file: Any,
-        protocol: str = "docmill",
+        protocol: str | None = None,
         compress: str | None = None,
         streaming: bool = False,
     ) -> DocumentArray | Iterator[Document]:

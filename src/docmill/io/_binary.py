@@ -50,6 +50,7 @@ __all__ = [
 #: every protocol name ``protocol=`` accepts
 PROTOCOLS = ("docmill", "protobuf", "protobuf-array", "pickle", "pickle-array")
 _DOC_PROTOCOLS = ("docmill", "protobuf", "pickle")
+_PICKLES = ("pickle", "pickle-array")
 _BYTES = (bytes, bytearray, memoryview)
 
 
@@ -59,6 +60,29 @@ def _check_protocol(protocol: Any, allowed: tuple[str, ...] = PROTOCOLS) -> str:
     raise ValueError(
         f"protocol={protocol!r} is not supported; use one of: {', '.join(map(repr, allowed))}"
     )
+
+
+def resolve_protocol(
+    file: Any, protocol: str | None, compress: str | None, reading: bool
+) -> tuple[str, str | None]:
+    """The ``(protocol, compress)`` to use for ``file``: the arguments are validated
+    first (a typo is an error whatever the suffix); an explicit ``protocol`` /
+    ``compress`` wins, and a path's suffix (``data.protobuf.lz4``, as docarray 0.21
+    named files) only fills in what was not given. A suffix never makes docmill
+    unpickle: loading a pickle needs ``protocol='pickle'`` / ``'pickle-array'``."""
+    if protocol is not None:
+        protocol = _check_protocol(protocol)
+    compress = check_compress(compress)
+    suffix_protocol, suffix_compress = legacy_suffixes(file)
+    if protocol is None:
+        if reading and suffix_protocol in _PICKLES:
+            raise ValueError(
+                f"{describe(file)} is named as a {suffix_protocol!r} file; unpickling runs "
+                f"code from the file, so docmill does it only when asked: pass "
+                f"protocol={suffix_protocol!r} if you trust this file"
+            )
+        protocol = suffix_protocol or "docmill"
+    return protocol, compress if compress is not None else suffix_compress
 
 
 def _check_bytes(data: Any) -> None:
@@ -121,10 +145,8 @@ class BinaryWriter:
     'pickle-array' the Documents are collected and pickled at the end.
     """
 
-    def __init__(self, file: Any, protocol: str = "docmill", compress: str | None = None) -> None:
-        suffix_protocol, suffix_compress = legacy_suffixes(file)
-        self.protocol = _check_protocol(suffix_protocol or protocol)
-        self.compress = check_compress(suffix_compress or compress)
+    def __init__(self, file: Any, protocol: str | None = None, compress: str | None = None) -> None:
+        self.protocol, self.compress = resolve_protocol(file, protocol, compress, reading=False)
         self._file = file
         self._ctx: Any = None
         self._writer: Any = None
@@ -222,7 +244,7 @@ def _make_writer(f: Any, protocol: str, compress: str | None) -> Any:
 
 
 def save_binary_stream(
-    docs: Iterable[Document], file: Any, protocol: str = "docmill", compress: str | None = None
+    docs: Iterable[Document], file: Any, protocol: str | None = None, compress: str | None = None
 ) -> int:
     """Write an iterable of Documents (e.g. a ``map`` result) to ``file`` without collecting
     it; returns how many were written. Atomic for paths and URLs."""
@@ -232,12 +254,12 @@ def save_binary_stream(
 
 
 def save_binary(
-    da: Iterable[Document], file: Any, protocol: str = "docmill", compress: str | None = None
+    da: Iterable[Document], file: Any, protocol: str | None = None, compress: str | None = None
 ) -> None:
     """Write ``da`` to ``file`` (path, fsspec URL or binary file object), atomically.
 
-    As in docarray 0.21, suffixes of a path naming a protocol or compression
-    (``data.protobuf.lz4``) take precedence over the arguments.
+    ``protocol`` defaults to the one a path's suffix names (``data.protobuf.lz4``,
+    as docarray 0.21 named files), else 'docmill'; explicit arguments win.
     """
     save_binary_stream(da, file, protocol=protocol, compress=compress)
 
@@ -288,17 +310,17 @@ def _iter_source(
 
 
 def iter_binary(
-    file: Any, protocol: str = "docmill", compress: str | None = None
+    file: Any, protocol: str | None = None, compress: str | None = None
 ) -> Iterator[Document]:
     """Yield the Documents of ``file`` (bytes, path, fsspec URL or binary file object) one at a
     time; memory stays bounded by one frame ('docmill') or one Document (legacy protocols;
     'pickle-array' loads whole). The file is closed when the iterator ends or is closed.
 
-    As in docarray 0.21, suffixes of a path naming a protocol or compression
-    (``data.protobuf.lz4``) take precedence over the arguments.
+    ``protocol`` defaults to the one a path's suffix names (``data.protobuf.lz4``),
+    else 'docmill'; explicit arguments win. A suffix never selects a pickle
+    protocol: unpickling runs code, so it needs an explicit ``protocol='pickle'``.
     """
-    protocol = _check_protocol(protocol)
-    compress = check_compress(compress)
+    protocol, compress = resolve_protocol(file, protocol, compress, reading=True)
     if isinstance(file, _BYTES):
         return _iter_source(file, protocol, compress, expect_eof=True)
     own = not hasattr(file, "read")  # a path or URL: we open it, and own the whole file
@@ -308,9 +330,6 @@ def iter_binary(
                 f"file must be bytes, a path, an fsspec URL or a binary file object, "
                 f"got {type(file).__name__}"
             )
-        suffix_protocol, suffix_compress = legacy_suffixes(file)
-        protocol = _check_protocol(suffix_protocol or protocol)
-        compress = suffix_compress or compress
         if not is_url(file) and not os.path.exists(file):
             raise FileNotFoundError(f"no such file: {os.fspath(file)!r}")
     return _iter_file(file, protocol, compress, own)
@@ -337,7 +356,7 @@ def array_from_bytes(
 
 def load_binary(
     file: Any,
-    protocol: str = "docmill",
+    protocol: str | None = None,
     compress: str | None = None,
     streaming: bool = False,
 ) -> DocumentArray | Iterator[Document]:

@@ -24,6 +24,13 @@ code  type        ext data (msgpack)
 
 Decoding is zero-copy for arrays: ``np.frombuffer`` over the (writable)
 payload buffer, so arrays come out writable and share the frame's memory.
+
+Nesting is bounded both ways (:data:`MAX_DEPTH`): a field value may nest at most
+that many containers (lists, dicts, tuples), and Documents at most that many
+levels of ``chunks``/``matches``. Writing deeper raises ``ValueError`` naming the
+Document and field; a file that claims deeper nesting raises
+:class:`~docmill.FormatError` before any recursion can exhaust the C stack
+(each tuple is an extension whose contents msgpack unpacks in a nested call).
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from numpy.lib import format as npformat
 from docmill.document import FIELDS, Document
 from docmill.errors import FormatError
 
-__all__ = ["ALIGN", "decode_payload", "encode_payload"]
+__all__ = ["ALIGN", "MAX_DEPTH", "check_depth", "decode_payload", "encode_payload"]
 
 ALIGN = 32
 _INLINE_BYTES = 4096  # blobs up to this size stay inside the msgpack metadata
@@ -52,6 +59,27 @@ _FIELD_INDEX = {f: i for i, f in enumerate(FIELDS)}
 _NESTED = frozenset(("chunks", "matches"))
 _DICTS = frozenset(("tags", "evaluations", "scores"))
 _N_FIELDS = len(FIELDS)
+#: Deepest nesting of containers in one value, and of Documents through chunks/matches.
+MAX_DEPTH = 32
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    """Raise ``ValueError`` when ``value`` nests lists / dicts / tuples deeper than ``limit``."""
+    todo = [(value, 1)]
+    while todo:
+        v, depth = todo.pop()
+        if isinstance(v, dict):
+            children: Any = v.values()
+        elif isinstance(v, list | tuple):
+            children = v
+        else:
+            continue
+        if depth > limit:
+            raise ValueError(
+                f"the value nests lists / dicts / tuples more than {limit} deep, which "
+                f"docmill files refuse (a reader could not load it safely); flatten it"
+            )
+        todo.extend((c, depth + 1) for c in children if isinstance(c, dict | list | tuple))
 
 
 def _pad(n: int) -> int:
@@ -117,17 +145,26 @@ class _Builder:
     def _nested(self, value: Any) -> bytes:
         return msgpack.packb(value, default=self._default, strict_types=True)
 
-    def doc_map(self, doc: Document) -> dict[str, Any]:
+    def doc_map(self, doc: Document, depth: int = 1) -> dict[str, Any]:
         m: dict[str, Any] = {}
         for name, v in zip(FIELDS, doc._get_state(), strict=True):
             if v is None:
                 continue
             if name in _NESTED:
                 if len(v):
-                    m[name] = [self.doc_map(c) for c in v]
+                    if depth >= MAX_DEPTH:
+                        raise ValueError(
+                            f"Documents nest through chunks/matches more than {MAX_DEPTH} "
+                            f"levels deep, which docmill files refuse"
+                        )
+                    m[name] = [self.doc_map(c, depth + 1) for c in v]
             elif name in _DICTS:
                 if v:
+                    check_depth(v)
                     m[name] = v
+            elif type(v) is list or type(v) is tuple:
+                check_depth(v)
+                m[name] = v
             elif name == "blob" and type(v) is bytes and len(v) > _INLINE_BYTES:
                 m[name] = msgpack.ExtType(EXT_BYTES, msgpack.packb([self._add(v, len(v)), len(v)]))
             else:
@@ -167,8 +204,9 @@ def _explain(e: Exception, index: int, doc: Any) -> Exception:
         try:
             if name in _NESTED:
                 for c in v:
-                    b.packer.pack(b.doc_map(c))
+                    b.packer.pack(b.doc_map(c, 2))
             else:
+                check_depth(v)
                 b.packer.pack(v)
         except Exception:
             field = name
@@ -194,12 +232,19 @@ def decode_payload(payload: bytearray | memoryview, count: int) -> list[Document
     if start > len(view):
         raise FormatError(f"metadata length {meta_len} exceeds the payload ({len(view)} bytes)")
     area = view[start + _pad(start) :]
+    depth = [0]  # tuples being unpacked inside each other (each one a nested unpackb)
 
     def ext_hook(code: int, data: bytes) -> Any:
         if code == EXT_NDARRAY:
             return _array_from(msgpack.unpackb(data), area)
         if code == EXT_TUPLE:
-            return tuple(_unpack(data, ext_hook))
+            if depth[0] >= MAX_DEPTH:
+                raise FormatError(f"tuples nested more than {MAX_DEPTH} deep")
+            depth[0] += 1
+            try:
+                return tuple(_unpack(data, ext_hook))
+            finally:
+                depth[0] -= 1
         if code == EXT_BIGINT:
             return int(data.decode("ascii"))
         if code == EXT_BYTES:
@@ -267,7 +312,7 @@ def _array_from(meta: Any, area: memoryview) -> np.ndarray:
     return a.reshape(shape[::-1]).T if fortran else a.reshape(shape)
 
 
-def _doc_from(m: Any) -> Document:
+def _doc_from(m: Any, depth: int = 1) -> Document:
     if type(m) is not dict:
         raise FormatError(f"a Document entry is a {type(m).__name__}, expected a map")
     state: list[Any] = [None] * _N_FIELDS
@@ -278,9 +323,11 @@ def _doc_from(m: Any) -> Document:
         if k in _NESTED:
             if not isinstance(v, list):
                 raise FormatError(f"field {k!r} is a {type(v).__name__}, expected an array")
+            if v and depth >= MAX_DEPTH:
+                raise FormatError(f"Documents nested through {k} more than {MAX_DEPTH} deep")
             from docmill.array import DocumentArray
 
-            v = DocumentArray([_doc_from(c) for c in v])
+            v = DocumentArray([_doc_from(c, depth + 1) for c in v])
         elif k in _DICTS and not isinstance(v, dict):
             raise FormatError(f"field {k!r} is a {type(v).__name__}, expected a map")
         state[i] = v

@@ -273,6 +273,10 @@ def read_array(
             da = _unpickle(z)
             if not isinstance(da, DocumentArray):
                 raise FormatError(f"the pickle holds a {type(da).__name__}, not a DocumentArray")
+            # pickle stops at its STOP opcode: read on, so a compressed stream's end
+            # marker (and any trailing garbage) is checked too
+            if z.read(1) and expect_eof:
+                raise FormatError("unexpected data after the pickled DocumentArray")
             yield from da
         else:
             yield from _read_array_proto(BinaryReader(z, probe_size=z is f))
@@ -282,12 +286,13 @@ def read_array(
         raise FormatError(f"{compress} data does not decompress ({type(e).__name__}: {e})") from e
 
 
-def _read_varint(r: BinaryReader, what: str) -> int | None:
+def _read_varint(r: BinaryReader, what: str, optional: bool = False) -> int | None:
+    """A varint; ``None`` at the end of the data when ``optional`` (a next tag)."""
     n = shift = 0
     for i in range(10):
         b = r.read_some(1)
         if not b:
-            if i == 0:
+            if i == 0 and optional:
                 return None
             raise FormatError(f"truncated data: {what} ends at offset {r.offset}")
         n |= (b[0] & 0x7F) << shift
@@ -303,10 +308,16 @@ def _read_array_proto(r: BinaryReader) -> Iterator[Document]:
     i = 0
     while True:
         at = r.offset
-        tag = _read_varint(r, "a field tag")
+        tag = _read_varint(r, "a field tag", optional=True)
         if tag is None:
             return
         field, wire = tag >> 3, tag & 7
+        if field == 0:  # impossible in protobuf: not a 'protobuf-array' file (or a corrupt one)
+            raise FormatError(
+                f"field number 0 at offset {at} (decompressed data): this is not "
+                "'protobuf-array' data (a 'protobuf' file starts with a version byte 1: "
+                "load it with protocol='protobuf')"
+            )
         if wire == 0:
             _read_varint(r, f"field {field}")
             continue
@@ -316,8 +327,6 @@ def _read_array_proto(r: BinaryReader) -> Iterator[Document]:
         if wire != 2:
             raise FormatError(f"bad protobuf wire type {wire} at offset {at} (decompressed data)")
         size = _read_varint(r, f"the length of field {field}")
-        if size is None:
-            raise FormatError(f"truncated data: field {field} at offset {at} has no length")
         data = r.payload(size, f"field {field}")
         if field != 1:
             continue  # unknown field: skipped, as protobuf does
