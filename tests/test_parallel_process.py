@@ -8,6 +8,7 @@ the same but starts each worker in a fresh interpreter (~0.3 s).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import faulthandler
 import gc
@@ -370,7 +371,8 @@ def test_an_abandoned_map_stops_its_workers(how, no_leaks):
 # ---------------------------------------------------------------------- signals, parent death
 _SCRIPT = textwrap.dedent(
     """
-    import os, sys, time
+    import os, signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if our shell ignores it
     from docmill import parallel
 
     def work(x):
@@ -442,3 +444,191 @@ def test_workers_die_with_a_killed_parent(tmp_path):
     proc.stdout.close()
     proc.stderr.close()
     assert _wait_gone(pids, 3) == []
+
+
+_GUARD_SCRIPT = textwrap.dedent(
+    """
+    import itertools, os, signal, sys, threading, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from docmill import parallel
+
+    def work(x):
+        print("started", os.getpid(), flush=True)
+        if sys.argv[2] == "gil":  # C code that never releases the GIL
+            sum(itertools.repeat(1, 10**11))
+        else:
+            time.sleep(60)
+
+    def run():
+        for _ in parallel.map(work, range(4), backend="process", num_worker=2, chunksize=1,
+                              start_method=sys.argv[1]):
+            pass
+
+    if __name__ == "__main__":
+        if sys.argv[3] == "thread":
+            t = threading.Thread(target=run)
+            t.start()
+            t.join()
+        else:
+            run()
+    """
+)
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize(
+    "method, busy, where",
+    [
+        ("fork", "gil", "thread"),  # the watch thread cannot run: the kernel must do it
+        ("spawn", "gil", "thread"),
+        ("forkserver", "sleep", "main"),  # the forkserver must not outlive the parent
+        ("forkserver", "gil", "main"),
+    ],
+)
+def test_busy_workers_die_with_a_killed_parent(method, busy, where, tmp_path):
+    script = tmp_path / "guard.py"
+    script.write_text(_GUARD_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), method, busy, where],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    pids = []
+    try:
+        while len(pids) < 2:
+            line = proc.stdout.readline()
+            if not line:
+                proc.wait()
+                pytest.fail(f"the script ended early: {proc.stderr.read()}")
+            if line.startswith("started"):
+                pids.append(int(line.split()[1]))
+        time.sleep(0.3)  # in the busy part
+        proc.kill()
+        proc.wait()
+        assert _wait_gone(pids, 5) == [], f"workers outlived their parent ({method}, {busy})"
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def _fork_grandchild(seconds: float) -> int:
+    pid = os.fork()
+    if pid == 0:  # the grandchild: keeps every descriptor the worker had
+        time.sleep(seconds)
+        os._exit(0)
+    return pid
+
+
+def _spawns_grandchild(x):
+    return _fork_grandchild(20)
+
+
+def _spawns_grandchild_and_dies(x):
+    _fork_grandchild(20)
+    os._exit(3)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("method", FORK_SPAWN)
+def test_a_grandchild_holding_the_workers_pipes_stalls_nothing(method):
+    t0 = time.monotonic()
+    grandchildren = list(
+        parallel.map(_spawns_grandchild, range(2), backend="process", num_worker=1,
+                     start_method=method)
+    )  # fmt: skip
+    try:
+        assert time.monotonic() - t0 < 8  # not the grandchildren's 20 s
+        t0 = time.monotonic()
+        with pytest.raises(WorkerCrashed, match="exit code 3"):
+            list(
+                parallel.map(_spawns_grandchild_and_dies, range(2), backend="process",
+                             num_worker=1, start_method=method, timeout=2)
+            )  # fmt: skip
+        assert time.monotonic() - t0 < 8
+    finally:
+        for pid in grandchildren:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(20)
+def test_shutdown_leaves_the_workers_to_the_collector_that_owns_them(monkeypatch):
+    # a second Ctrl-C (or a slow exit) cuts shutdown's wait for the collector short:
+    # shutdown used to reap and close Process objects the collector was still waiting
+    # on ("process object is closed", "list.remove(x): x not in list" in its thread)
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", errors.append)
+    b = backend(num_worker=2)
+    b.start(lambda s: time.sleep(s))
+    futures = [b.submit(30) for _ in range(4)]
+    time.sleep(0.2)
+    pids = [w.pid for w in b._workers]
+    on_exit = b._on_exit
+
+    def slow_on_exit(w):  # the collector is busy with a dead worker when shutdown goes on
+        time.sleep(0.5)
+        on_exit(w)
+
+    monkeypatch.setattr(b, "_on_exit", slow_on_exit)
+    monkeypatch.setattr(b, "_join_threads", lambda: time.sleep(0.2))  # a cut-short wait
+    b.shutdown(cancel=True)
+    for t in b._threads:
+        t.join(5)
+    assert not errors, [e.exc_value for e in errors]
+    assert all(f.done() for f in futures)
+    assert _wait_gone(pids, 2) == []
+
+
+_CTRL_C_SCRIPT = textwrap.dedent(
+    """
+    import signal, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from docmill import parallel
+
+    def work(x):
+        time.sleep(0.05)
+        return x
+
+    if __name__ == "__main__":
+        print("go", flush=True)
+        while True:
+            for _ in parallel.map(work, range(10**6), backend="process", num_worker=2,
+                                  chunksize=1):
+                pass
+    """
+)
+
+
+@pytest.mark.timeout(40)
+def test_repeated_ctrl_c_does_not_crash_the_collector(tmp_path):
+    # shutdown() used to close Process objects the collector was still reading
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(_CTRL_C_SCRIPT)
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, str(script)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert proc.stdout.readline().strip() == "go"
+        time.sleep(0.5)
+        for _ in range(6):  # an impatient user
+            os.killpg(proc.pid, signal.SIGINT)
+            time.sleep(0.02)
+        try:
+            _, stderr = proc.communicate(timeout=10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        assert "KeyboardInterrupt" in stderr
+        for bad in ("Exception in thread", "process object is closed", "not in list"):
+            assert bad not in stderr, stderr

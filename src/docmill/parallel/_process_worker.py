@@ -19,6 +19,7 @@ import contextlib
 import io
 import os
 import pickle
+import select
 import signal
 import sys
 import threading
@@ -87,13 +88,14 @@ def _control(conn: Any, message: Any) -> None:
     conn.send_bytes(pickle.dumps(message))
 
 
-def worker_main(conn: Any, blob: bytes, parent_pid: int, method: str, in_main: bool) -> None:
+def worker_main(conn: Any, blob: bytes, parent_pid: int, method: str) -> None:
     """Body of a worker: load ``fn`` once, then answer tasks until "stop" or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent alone
     with contextlib.suppress(AttributeError, OSError, ValueError):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent
-    # A forkserver child's parent is the server, which exits when our parent does.
-    _guard_parent(None if method == "forkserver" else parent_pid, in_main or method == "forkserver")
+    if method == "forkserver":
+        _release_forkserver()
+    _guard_parent(parent_pid, method)
     if method == "fork":
         _fresh_std_streams()
     _keep_freed_memory()
@@ -188,22 +190,70 @@ def _fresh_std_streams() -> None:
         setattr(sys, name, new)
 
 
-def _guard_parent(parent_pid: int | None, use_pdeathsig: bool) -> None:
-    """Make sure this worker never outlives its parent, even a SIGKILLed one."""
-    if use_pdeathsig and sys.platform.startswith("linux"):
-        # PR_SET_PDEATHSIG fires when the *thread* that started us ends, so it is
-        # only used when that was a main thread; the watch below covers the rest.
+def _release_forkserver() -> None:
+    """Close this worker's copy of the forkserver's "client alive" pipe.
+
+    The server exits when every write end of that pipe is closed, and multiprocessing
+    hands one to each child it forks (so children can use the server too): while
+    any worker lived, a SIGKILLed parent's server stayed up, and so did its workers.
+    Without it the server goes with our parent, and its children with the server.
+    """
+    with contextlib.suppress(Exception):
+        from multiprocessing import forkserver
+
+        server = forkserver._forkserver  # type: ignore[attr-defined]
+        fd = server._forkserver_alive_fd
+        if fd is not None:
+            server._forkserver_alive_fd = None
+            os.close(fd)
+
+
+def _guard_parent(parent_pid: int, method: str) -> None:
+    """Make sure this worker never outlives its parent, even a SIGKILLed one.
+
+    - ``PR_SET_PDEATHSIG``: the kernel SIGKILLs us when the thread that forked us
+      ends. It needs nothing from this process, not even the GIL (a function busy
+      in C code holding it cannot delay it). The parent forks workers only from
+      threads that outlive them (its main thread or its collector). Under
+      forkserver that thread is the server's, and the server exits with our
+      parent (see :func:`_release_forkserver`).
+    - a watch thread, for kernels without it: our parent's pid (a pidfd under
+      forkserver, where our parent process is the server) polled twice a second.
+    """
+    if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             import ctypes
 
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    ppid = os.getppid()
-    if parent_pid is not None and ppid != parent_pid:
-        os._exit(1)  # the parent died before we got here
+    if method == "forkserver":
+        watch = _pid_watch(parent_pid)
+    else:
+        ppid = os.getppid()
+        if ppid != parent_pid:
+            os._exit(1)  # the parent died before we got here
 
-    def watch() -> None:
-        while os.getppid() == ppid:
-            time.sleep(0.5)
-        os._exit(1)
+        def watch() -> None:
+            while os.getppid() == ppid:
+                time.sleep(0.5)
+            os._exit(1)
 
     threading.Thread(target=watch, name="docmill-parent-watch", daemon=True).start()
+
+
+def _pid_watch(pid: int) -> Any:
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfds (or it is gone already)
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])  # readable once that process has exited
+        else:
+            with contextlib.suppress(OSError):
+                while True:
+                    os.kill(pid, 0)
+                    time.sleep(0.5)
+        os._exit(1)
+
+    return watch

@@ -124,6 +124,7 @@ class _Worker:
         "conn",
         "dead",
         "eof",
+        "exit_fd",
         "inflight",
         "kill_at",
         "pid",
@@ -134,9 +135,10 @@ class _Worker:
         "timed_out",
     )
 
-    def __init__(self, proc: Any, conn: Any) -> None:
+    def __init__(self, proc: Any, conn: Any, exit_fd: Any) -> None:
         self.proc = proc
         self.conn = conn
+        self.exit_fd = exit_fd  # readable once the process has exited (see _exit_handle)
         self.pid: int = proc.pid
         self.inflight: deque[_Task] = deque()  # in the order the worker runs them
         self.assigned = 0  # tasks sent, for max_tasks_per_worker
@@ -189,19 +191,39 @@ class ProcessBackend(Backend):
                 f"{type(e).__name__}: {e}. Make what it uses picklable, create it inside "
                 f"the function or the initializer, or use backend='thread'"
             ) from e
-        try:
-            for _ in range(self.num_workers):
-                self._workers.append(self._start_worker())
-        except BaseException:
-            self._state = "running"
-            self.shutdown(cancel=True)
-            raise
         self._state = "running"
-        # Threads only after the first forks, so those children copy no running thread.
-        for target, name in ((self._collect, "collector"), (self._feed, "feeder")):
-            t = threading.Thread(target=target, name=f"docmill-process-{name}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        # Workers die with the thread that forked them (PR_SET_PDEATHSIG, the guard that
+        # needs no GIL in the worker): the main thread lives as long as the process, so
+        # it forks them when it is the caller, before any thread of ours exists (the
+        # children copy no running thread); otherwise the collector forks them, as it
+        # forks every replacement, and it outlives every worker it starts.
+        from_main = threading.current_thread() is threading.main_thread()
+        started = threading.Event()
+        failed: list[BaseException] = []
+        if from_main:
+            try:
+                self._start_workers()
+            except BaseException:
+                self.shutdown(cancel=True)
+                raise
+            started.set()
+        self._threads.append(self._thread(self._collect, "collector", started, failed))
+        started.wait()
+        if failed:
+            self.shutdown(cancel=True)
+            raise failed[0]
+        self._threads.append(self._thread(self._feed, "feeder"))
+
+    def _thread(self, target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
+        t = threading.Thread(target=target, args=args, name=f"docmill-process-{name}", daemon=True)
+        t.start()
+        return t
+
+    def _start_workers(self) -> None:
+        for _ in range(self.num_workers):
+            w = self._start_worker()
+            with self._lock:
+                self._workers.append(w)
 
     def submit(self, task: Any, timeout: float | None = None) -> Future:
         future: Future = Future()
@@ -253,12 +275,28 @@ class ProcessBackend(Backend):
             if not cancel:
                 self.shutdown(cancel=True)
             raise
+        finally:
+            self._finish_shutdown()
+
+    def _finish_shutdown(self) -> None:
+        # The collector owns the workers (it alone appends, reaps and closes them); only
+        # once it has ended may anything be left to clean here. If it is still running
+        # (a second Ctrl-C cut our wait short), the workers are dead or dying and it
+        # reaps them itself.
+        if any(t.is_alive() for t in self._threads if t is not threading.current_thread()):
+            with self._lock:
+                procs = [w.proc for w in self._workers]
+                self._state = "closed"
+            for proc in procs:
+                _kill(proc)
+            self._transport.close()  # type: ignore[union-attr]
+            return
         with self._lock:
             leftovers, self._workers = self._workers, []
             leftovers_pending = list(self._pending)
             self._pending.clear()
             self._state = "closed"
-        for w in leftovers:  # only if a thread did not finish in time (should not happen)
+        for w in leftovers:  # only if the collector failed (it reaps every worker it has)
             _kill(w.proc)
             self._reap(w)
         for t in leftovers_pending:
@@ -268,10 +306,9 @@ class ProcessBackend(Backend):
     # ------------------------------------------------------------------ workers
     def _start_worker(self) -> _Worker:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        in_main = threading.current_thread() is threading.main_thread()
         proc = self._ctx.Process(
             target=worker_main,
-            args=(child_conn, self._blob, os.getpid(), self._method, in_main),
+            args=(child_conn, self._blob, os.getpid(), self._method),
             name="docmill-process-worker",
             daemon=True,  # multiprocessing's exit handler stops any we failed to stop
         )
@@ -283,10 +320,14 @@ class ProcessBackend(Backend):
             raise
         finally:
             child_conn.close()  # else the parent keeps the pipe open and never sees EOF
-        return _Worker(proc, parent_conn)
+        return _Worker(proc, parent_conn, _exit_handle(proc, self._method))
 
     def _reap(self, w: _Worker) -> None:
         w.proc.join(1.0)
+        if isinstance(w.exit_fd, int):
+            with contextlib.suppress(OSError):
+                os.close(w.exit_fd)
+            w.exit_fd = None
         with self._lock:
             w.dead = True
             close_now = not w.sending  # else the feeder closes it when its send fails
@@ -366,7 +407,16 @@ class ProcessBackend(Backend):
             w.conn.close()
 
     # ------------------------------------------------------------------ collector thread
-    def _collect(self) -> None:
+    def _collect(self, started: threading.Event, failed: list[BaseException]) -> None:
+        if not started.is_set():  # start() was called from another thread than main
+            try:
+                self._start_workers()
+            except BaseException as e:
+                failed.append(e)
+            finally:
+                started.set()
+            if failed:
+                return
         try:
             while True:
                 with self._lock:
@@ -374,7 +424,7 @@ class ProcessBackend(Backend):
                         return
                     waitables: dict[Any, _Worker] = {}
                     for w in self._workers:
-                        waitables[w.proc.sentinel] = w
+                        waitables[w.exit_fd] = w
                         if not w.eof:
                             waitables[w.conn] = w
                     timeout = self._next_wakeup()
@@ -437,12 +487,13 @@ class ProcessBackend(Backend):
     def _on_exit(self, w: _Worker) -> None:
         while not w.eof and w.conn.poll():  # results it sent before dying still count
             self._receive(w)
-        w.proc.join(1.0)
+        w.proc.join()  # it has exited: this only collects the exit status
         code = w.proc.exitcode
         crashed = _crash_message(w.pid, code, w.ready)
         failed: list[tuple[_Task, BaseException]] = []
         with self._lock:
-            self._workers.remove(w)
+            if w in self._workers:
+                self._workers.remove(w)
             tasks = list(w.inflight)
             w.inflight.clear()
             head = tasks[0] if tasks else None
@@ -565,6 +616,21 @@ class ProcessBackend(Backend):
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(max(0.0, end - time.monotonic()) if self._cancelled else None)
+
+
+def _exit_handle(proc: Any, method: str) -> Any:
+    """What the collector waits on to learn that ``proc`` exited.
+
+    Not ``proc.sentinel`` under fork and spawn: that is a pipe whose write end the
+    worker holds, and any process the user's function forks inherits it, so a
+    grandchild that lives on would hide the worker's exit (and hold up the end of the
+    map) for as long as it lives. A pidfd is about the process itself. Under
+    forkserver the sentinel is the server's pipe, which no grandchild holds.
+    """
+    if method != "forkserver" and hasattr(os, "pidfd_open"):
+        with contextlib.suppress(OSError):  # Linux < 5.3
+            return os.pidfd_open(proc.pid)
+    return proc.sentinel
 
 
 def _kill(proc: Any) -> None:

@@ -67,6 +67,7 @@ import mmap
 import os
 import pickle
 import secrets
+import sys
 import threading
 import weakref
 from collections import deque
@@ -188,12 +189,53 @@ def _capacity(size: int) -> int:
     return -(-size // step) * step
 
 
-def _create(path: str, size: int) -> mmap.mmap:
+def _libc_mmap() -> Any:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (
+        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long
+    )  # fmt: skip
+    libc.munmap.restype = ctypes.c_int
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    return ctypes, libc
+
+
+def _mmap_fd(fd: int, size: int) -> Any:
+    """Map ``size`` bytes of ``fd`` read-write, shared, *without* keeping ``fd`` open.
+
+    ``mmap.mmap`` dups the descriptor and holds it as long as the mapping lives, so
+    every result array kept from a map (``apply`` keeps them all) would hold one open
+    file: 1,024 kept results exhaust the usual ``ulimit -n``. A mapping needs no
+    descriptor: Python 3.13 has ``trackfd=False``; before it, libc's ``mmap`` through
+    ctypes, as a ctypes array that ``munmap``s itself once nothing uses it (every
+    memoryview or ndarray over it holds a reference).
+    """
+    if sys.version_info >= (3, 13):
+        return mmap.mmap(fd, size, trackfd=False)  # type: ignore[call-arg]
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = _libc_mmap()
+    ctypes, libc = _LIBC
+    addr = libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+    if addr is None or addr == ctypes.c_void_p(-1).value:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mmap of a shared-memory segment failed: {os.strerror(err)}")
+    buf = (ctypes.c_ubyte * size).from_address(addr)
+    weakref.finalize(buf, libc.munmap, addr, size).atexit = False
+    return buf
+
+
+_LIBC: Any = None
+
+
+def _create(path: str, size: int) -> Any:
     """Create a segment with all its pages allocated, and map it."""
     fd = os.open(path, _CREATE, 0o600)
     try:
         os.posix_fallocate(fd, 0, size)  # ENOSPC here, never SIGBUS on a later copy
-        return mmap.mmap(fd, size)
+        return _mmap_fd(fd, size)
     except BaseException:
         _unlink(path)
         raise
@@ -201,11 +243,11 @@ def _create(path: str, size: int) -> mmap.mmap:
         os.close(fd)
 
 
-def _map(path: str) -> mmap.mmap:
-    """Map a whole existing segment read-write, shared."""
+def _map(path: str) -> Any:
+    """Map a whole existing segment read-write, shared (no descriptor stays open)."""
     fd = os.open(path, os.O_RDWR | _CLOEXEC)
     try:
-        return mmap.mmap(fd, os.fstat(fd).st_size)
+        return _mmap_fd(fd, os.fstat(fd).st_size)
     finally:
         os.close(fd)
 
@@ -279,10 +321,10 @@ class _Segment:
 
     __slots__ = ("mm", "name", "size", "view")
 
-    def __init__(self, name: str, size: int, mm: mmap.mmap | None = None) -> None:
+    def __init__(self, name: str, size: int, mm: Any = None) -> None:
         self.name, self.size = name, size
         self.mm = mm
-        self.view = memoryview(mm) if mm is not None else None
+        self.view = memoryview(mm).cast("B") if mm is not None else None
 
 
 class _Pool:
@@ -576,7 +618,7 @@ class _WorkerEndpoint(Endpoint):
         if view is None:
             self._prune()  # a new name: the parent may have deleted old ones
             try:
-                view = memoryview(_map(os.path.join(self._dir, name)))
+                view = memoryview(_map(os.path.join(self._dir, name))).cast("B")
             except FileNotFoundError:
                 raise RuntimeError(
                     f"the shared-memory segment {name!r} is gone (the parent closed its transport)"
