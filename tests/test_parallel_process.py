@@ -632,3 +632,54 @@ def test_repeated_ctrl_c_does_not_crash_the_collector(tmp_path):
         assert "KeyboardInterrupt" in stderr
         for bad in ("Exception in thread", "process object is closed", "not in list"):
             assert bad not in stderr, stderr
+
+
+_MAIN_CLASSES_SCRIPT = textwrap.dedent(
+    """
+    import signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    import numpy as np
+    from docmill import parallel
+
+    class Result:
+        def __init__(self, x):
+            self.x = x
+            self.big = np.full(100_000, x)  # through shared memory
+
+    class Bad(Exception):
+        pass
+
+    def make(x):
+        return Result(x)
+
+    def fail(x):
+        raise Bad(f"bad {x}")
+
+    if __name__ == "__main__":
+        method, transport = sys.argv[1], sys.argv[2]
+        out = list(parallel.map(make, range(3), backend="process", num_worker=1,
+                                start_method=method, transport=transport))
+        assert all(type(r) is Result and r.big[0] == r.x for r in out), out
+        try:
+            list(parallel.map(fail, range(3), backend="process", num_worker=1,
+                              start_method=method, transport=transport))
+        except Bad as e:
+            assert "bad 0" in str(e), e
+        print("ok")
+    """
+)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+@pytest.mark.parametrize("transport", ["shm", "pickle"])
+def test_results_and_exceptions_of_main_classes_come_back(method, transport, tmp_path):
+    script = tmp_path / "main_classes.py"
+    script.write_text(_MAIN_CLASSES_SCRIPT)
+    out = subprocess.run(
+        [sys.executable, str(script), method, transport],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

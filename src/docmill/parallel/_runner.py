@@ -94,8 +94,10 @@ class ChunkRunner:
 
 def _picklable(e: BaseException) -> BaseException:
     """``e`` itself when it survives a pickle round trip, else an :class:`UnpicklableError`."""
+    from docmill.parallel.transport import dumps  # cloudpickle for what pickle refuses
+
     try:
-        back = pickle.loads(pickle.dumps(e, protocol=pickle.HIGHEST_PROTOCOL))
+        back = pickle.loads(dumps(e))
         if type(back) is type(e):
             return e
         why = f"it came back as {type(back).__name__}"

@@ -96,6 +96,34 @@ def _taker(min_buffer: int, buffers: list) -> Any:
     return take
 
 
+def _reduce(obj: Any, min_buffer: int) -> Any:
+    """The reductions docmill's picklers add (see :class:`_Pickler`), or NotImplemented."""
+    # Called once per object of a non-builtin type (not per int, str, dict, ...).
+    t = type(obj)
+    if t is Document:
+        # Reduced here rather than by Document.__reduce__: one Python call per
+        # Document instead of two (this hook, then the method).
+        state = obj._get_state()
+        blob = state[_BLOB]
+        if type(blob) is bytes and len(blob) >= min_buffer:
+            state = (*state[:_BLOB], None, *state[_BLOB + 1 :])
+            return _rebuild_with_blob, (state, pickle.PickleBuffer(blob))
+        return _rebuild, (state,)
+    if t is np.ndarray:
+        if obj.nbytes < min_buffer or obj.dtype.hasobject:
+            return NotImplemented
+        if not obj.flags.c_contiguous and not obj.flags.f_contiguous:
+            dense = _dense_extent(obj)
+            if dense is not None:
+                return dense
+            obj = np.ascontiguousarray(obj)  # sparse or overlapping: compact it
+            if obj.dtype.kind not in "mM":
+                return obj.__reduce_ex__(5)
+        if obj.dtype.kind in "mM":  # numpy pickles datetimes in band: send int64s
+            return _as_dtype, (obj.view(np.int64), obj.dtype)
+    return NotImplemented
+
+
 class _Pickler(pickle.Pickler):
     """Protocol-5 pickler that also takes out of band what pickle alone would not:
     non-contiguous arrays (as their memory and strides when they are a dense
@@ -110,30 +138,37 @@ class _Pickler(pickle.Pickler):
         self._min = min_buffer
 
     def reducer_override(self, obj: Any) -> Any:
-        # Called once per object of a non-builtin type (not per int, str, dict, ...).
-        t = type(obj)
-        if t is Document:
-            # Reduced here rather than by Document.__reduce__: one Python call per
-            # Document instead of two (this hook, then the method).
-            state = obj._get_state()
-            blob = state[_BLOB]
-            if type(blob) is bytes and len(blob) >= self._min:
-                state = (*state[:_BLOB], None, *state[_BLOB + 1 :])
-                return _rebuild_with_blob, (state, pickle.PickleBuffer(blob))
-            return _rebuild, (state,)
-        if t is np.ndarray:
-            if obj.nbytes < self._min or obj.dtype.hasobject:
-                return NotImplemented
-            if not obj.flags.c_contiguous and not obj.flags.f_contiguous:
-                dense = _dense_extent(obj)
-                if dense is not None:
-                    return dense
-                obj = np.ascontiguousarray(obj)  # sparse or overlapping: compact it
-                if obj.dtype.kind not in "mM":
-                    return obj.__reduce_ex__(5)
-            if obj.dtype.kind in "mM":  # numpy pickles datetimes in band: send int64s
-                return _as_dtype, (obj.view(np.int64), obj.dtype)
-        return NotImplemented
+        return _reduce(obj, self._min)
+
+    @staticmethod
+    def dumps(obj: Any) -> bytes:
+        return pickle.dumps(obj, protocol=5)
+
+
+_cloud_pickler: Any = None
+
+
+def _cloud() -> Any:
+    """:class:`_Pickler`'s reductions on top of cloudpickle's (built on first use)."""
+    global _cloud_pickler
+    if _cloud_pickler is None:
+        import cloudpickle
+
+        class _CloudPickler(cloudpickle.Pickler):
+            def __init__(self, file: Any, min_buffer: int, buffers: list) -> None:
+                super().__init__(file, protocol=5, buffer_callback=_taker(min_buffer, buffers))
+                self._min = min_buffer
+
+            def reducer_override(self, obj: Any) -> Any:
+                r = _reduce(obj, self._min)
+                return super().reducer_override(obj) if r is NotImplemented else r
+
+            @staticmethod
+            def dumps(obj: Any) -> bytes:
+                return cloudpickle.dumps(obj, protocol=5)
+
+        _cloud_pickler = _CloudPickler
+    return _cloud_pickler
 
 
 def encode(obj: Any, threshold: int) -> tuple[bytes, list[memoryview]]:
@@ -145,12 +180,25 @@ def encode(obj: Any, threshold: int) -> tuple[bytes, list[memoryview]]:
     is per message, not per buffer, so a task of 100 Documents with 30 KB
     tensors gains as much as one with a 3 MB tensor, while a message with a few
     KB of arrays stays a plain pickle (re-pickled in band: it is small).
+
+    What the standard pickler refuses is pickled again with cloudpickle (see
+    :func:`docmill.parallel.transport.dumps` for why).
     """
+    try:
+        return _encode(obj, threshold, _Pickler)
+    except Exception as e:
+        try:
+            return _encode(obj, threshold, _cloud())
+        except Exception:
+            raise e from None
+
+
+def _encode(obj: Any, threshold: int, pickler: Any) -> tuple[bytes, list[memoryview]]:
     buffers: list[memoryview] = []
     f = io.BytesIO()
-    _Pickler(f, MIN_BUFFER, buffers).dump(obj)
+    pickler(f, MIN_BUFFER, buffers).dump(obj)
     if buffers and sum(m.nbytes for m in buffers) < max(threshold, 1):
-        return pickle.dumps(obj, protocol=5), []
+        return pickler.dumps(obj), []
     return f.getvalue(), buffers
 
 

@@ -131,6 +131,7 @@ class _Worker:
         "proc",
         "ready",
         "sending",
+        "sentinel",
         "stopping",
         "timed_out",
     )
@@ -139,6 +140,7 @@ class _Worker:
         self.proc = proc
         self.conn = conn
         self.exit_fd = exit_fd  # readable once the process has exited (see _exit_handle)
+        self.sentinel = proc.sentinel  # multiprocessing's own: never closed here
         self.pid: int = proc.pid
         self.inflight: deque[_Task] = deque()  # in the order the worker runs them
         self.assigned = 0  # tasks sent, for max_tasks_per_worker
@@ -324,7 +326,7 @@ class ProcessBackend(Backend):
 
     def _reap(self, w: _Worker) -> None:
         w.proc.join(1.0)
-        if isinstance(w.exit_fd, int):
+        if w.exit_fd is not None and w.exit_fd != w.sentinel:  # a pidfd of ours
             with contextlib.suppress(OSError):
                 os.close(w.exit_fd)
             w.exit_fd = None

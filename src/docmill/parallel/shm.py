@@ -76,7 +76,7 @@ from typing import Any
 import numpy as np
 
 from docmill.parallel._shm_codec import encode, is_plain, layout, make_message, parse
-from docmill.parallel.transport import Endpoint, PickleTransport, Transport
+from docmill.parallel.transport import Endpoint, PickleTransport, Transport, dumps
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -465,7 +465,7 @@ class ShmTransport(Transport):
                     arena = self._arena_segment(size)
                 except OSError:  # e.g. /dev/shm full: this task goes through the pipe
                     buffers, offsets = [], []
-                    stream = pickle.dumps(obj, protocol=5)
+                    stream = dumps(obj)
         if arena is not None:
             _copy_into(arena.view, buffers, offsets)  # type: ignore[arg-type]
         elif reply is None:
@@ -610,7 +610,7 @@ class _WorkerEndpoint(Endpoint):
                 pass  # gone: write a new segment instead
         name = self._new_segment(buffers, offsets)
         if name is None:
-            return pickle.dumps(obj, protocol=5)  # /dev/shm full or transport closed
+            return dumps(obj)  # /dev/shm full or transport closed
         return make_message(stream, name, buffers, offsets)
 
     def _view(self, name: str) -> memoryview:

@@ -23,7 +23,26 @@ import pickle
 from abc import ABC, abstractmethod
 from typing import Any
 
-__all__ = ["Endpoint", "PickleTransport", "Transport"]
+__all__ = ["Endpoint", "PickleTransport", "Transport", "dumps"]
+
+
+def dumps(obj: Any) -> bytes:
+    """``obj`` pickled in band; what the standard pickler refuses goes through cloudpickle.
+
+    Under spawn and forkserver, classes of the caller's ``__main__`` reach a worker
+    by value (with the function, through cloudpickle) and are not the worker's
+    ``__main__`` attributes, so instances of them (results, exceptions) must go
+    back the same way; unpickled in the caller they are its own classes again.
+    """
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:
+        import cloudpickle
+
+        try:
+            return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            raise e from None
 
 
 class Endpoint(ABC):
@@ -79,7 +98,7 @@ class _PickleEndpoint(Endpoint):
         return pickle.loads(payload)
 
     def dumps(self, obj: Any) -> bytes:
-        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        return dumps(obj)
 
 
 class PickleTransport(Transport):
