@@ -315,6 +315,48 @@ def test_an_error_names_index_and_id_and_keeps_type_and_remote_traceback(kw):
     assert_back_to(before)
 
 
+_SHARED_ERROR = OSError(2, "No such file or directory", "x.jpg")
+
+
+def _raise_shared(d):
+    if d.id == "doc-1":
+        raise _SHARED_ERROR
+    return d
+
+
+def test_an_exception_object_raised_again_is_annotated_once_with_useful_str():
+    for _ in range(3):  # the same instance, three maps
+        with pytest.raises(OSError) as ei:
+            list(parallel.map(_raise_shared, docs(3), backend="serial"))
+    e = ei.value
+    assert e is _SHARED_ERROR and (e.errno, e.filename) == (2, "x.jpg")
+    assert str(e).count("[in item 1") == 1 and "(id 'doc-1')" in str(e)
+    assert sum("func raised this" in n for n in e.__notes__) == 1
+
+    def key_error(d):
+        raise KeyError("label")
+
+    with pytest.raises(KeyError) as ei:
+        list(parallel.map(key_error, docs(2), backend="thread"))
+    assert ei.value.args == ("label",)  # the key stays the key; the note names the item
+    assert any("item 0 (id 'doc-0')" in n for n in ei.value.__notes__)
+
+
+def _count_workers(d):
+    import psutil
+
+    time.sleep(0.3)
+    return len(psutil.Process(os.getppid()).children())
+
+
+def test_no_more_workers_than_items():
+    import psutil
+
+    before = len(psutil.Process().children())  # e.g. a resource tracker
+    out = list(parallel.map(_count_workers, docs(3), backend="process", num_worker=16))
+    assert max(out) - before <= 3
+
+
 @main_backends
 def test_an_error_cancels_the_rest(kw):
     calls = []
@@ -600,7 +642,8 @@ def test_unknown_backend_error_lists_every_valid_name():
 @pytest.mark.timeout(30)
 def test_ctrl_c_stops_an_in_process_map_within_2s(backend, tmp_path):
     script = textwrap.dedent(f"""
-        import sys, threading, time
+        import signal, sys, threading, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if our shell ignores it
         from docmill import parallel
 
         def slow(x):
@@ -669,3 +712,21 @@ def test_a_registered_backend_is_found_by_name(monkeypatch):
         x * x for x in range(10)
     ]
     assert CountingBackend.tasks == 2
+
+
+def _hang_forever():
+    time.sleep(3600)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_an_initializer_that_never_returns_is_bounded(backend):
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"init_timeout=0\.5"):
+        list(
+            parallel.map(abs, range(5), backend=backend, num_worker=2,
+                         initializer=_hang_forever, init_timeout=0.5)
+        )  # fmt: skip
+    assert time.monotonic() - t0 < 5
+    with pytest.raises(ValueError, match="init_timeout must be a number of seconds"):
+        list(parallel.map(abs, range(5), init_timeout=0))

@@ -180,6 +180,27 @@ def test_apply_with_a_dying_worker_does_not_hang(no_leaks):
     assert info.value.items == [(4, da._docs[4].id)]
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("chunksize", [None, 40])
+def test_a_crash_in_a_chunk_of_many_items_names_the_exact_item(chunksize, no_leaks):
+    # "one of items 40..79" named no item: the chunk is re-run item by item
+    da = DocumentArray(Document(id=f"doc-{i}") for i in range(200))
+
+    def func(d):
+        if d.id == "doc-57":
+            os._exit(3)
+
+    with pytest.raises(WorkerCrashed, match=r"item 57 \(id 'doc-57'\)") as info:
+        da.apply(func, backend="process", num_worker=2, chunksize=chunksize)
+    assert info.value.items == [(57, "doc-57")]
+
+    def unpicklable(x):
+        return threading.Lock() if x == 13 else x
+
+    with pytest.raises(pickle.PicklingError, match="item 13"):
+        list(parallel.map(unpicklable, range(30), backend="process", num_worker=1, chunksize=10))
+
+
 @pytest.mark.timeout(20)
 def test_after_a_crash_queued_tasks_run_on_a_fresh_worker(no_leaks):
     b = backend(num_worker=1)

@@ -504,7 +504,8 @@ def test_ctrl_c_leaves_no_segment_and_no_warning(tmp_path, method):
     script = tmp_path / "ctrl_c.py"
     script.write_text(
         textwrap.dedent("""
-        import sys, time
+        import signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if our shell ignores it
         import numpy as np
         from docmill import parallel
 

@@ -5,6 +5,7 @@ something wrong" are different classes::
 
     DocmillError                     base of everything docmill defines
      ├── WorkerCrashed (RuntimeError) a worker process died (exit, signal, OOM kill)
+     ├── StartTimeout (TimeoutError)  a worker did not finish starting within init_timeout
      ├── FormatError (ValueError)     bytes that are not a valid docmill/legacy file
      └── MissingExtra (ImportError)   an optional engine is not installed
 
@@ -24,6 +25,7 @@ __all__ = [
     "FormatError",
     "MissingExtra",
     "RemoteTraceback",
+    "StartTimeout",
     "WorkerCrashed",
 ]
 
@@ -51,6 +53,11 @@ class WorkerCrashed(DocmillError, RuntimeError):
 
     def __reduce__(self):  # keep the extra fields across pickling
         return (type(self), (self.args[0], self.exitcode, self.items))
+
+
+class StartTimeout(DocmillError, TimeoutError):
+    """A worker did not finish starting (loading the function, running the
+    initializer) within ``init_timeout`` seconds; no task ran on it."""
 
 
 class FormatError(DocmillError, ValueError):

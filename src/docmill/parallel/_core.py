@@ -8,7 +8,7 @@ every backend.
          v  items are in flight                          of workers
     [chunker] --list of items--> backend.submit(chunk) --> worker: ChunkRunner(func)
          |                            |  Future              (results, seconds, error)
-         |                  pending {future: (start, chunk)}          |
+         |                  pending {start: (future, chunk)}          |
          |                            |  <---- done callback sets `wake` ----'
          v                            v
     next(map(...)) <-- yield results of the head chunk (ordered=True)
@@ -57,7 +57,7 @@ from concurrent.futures import CancelledError, Future
 from itertools import islice
 from typing import Any
 
-from docmill.errors import RemoteTraceback, WorkerCrashed, add_note
+from docmill.errors import RemoteTraceback, StartTimeout, WorkerCrashed, add_note
 from docmill.parallel._base import Backend
 from docmill.parallel._options import BACKENDS, Options
 from docmill.parallel._runner import ChunkRunner
@@ -105,8 +105,11 @@ def stream(
     ``CHUNK_BYTES``).
     ``auto_chunks=False``: one item per task unless ``options.chunksize`` says
     otherwise (``map_batch``: a batch is already a big unit of work).
-    Nothing starts before the first ``next()``.
+    Nothing starts before the first ``next()``. With a known ``total``, no more
+    workers start than there are items.
     """
+    if total is not None and options.pool is None and options.num_worker > max(1, total):
+        options = options.replace(num_worker=max(1, total))
     backend = make_backend(options)
     bar = _progress_bar(total, unit) if options.show_progress else None
     finished = False
@@ -172,7 +175,9 @@ def _run(
     ordered = options.ordered
     adapt = sizer.adapt
     sample = adapt and sizeof is not None
-    pending: dict[Future, tuple[int, list]] = {}  # insertion order = input order
+    # start index -> (future, chunk); insertion order = input order, and a chunk re-run
+    # item by item keeps its place (a new value for an existing key)
+    pending: dict[int, tuple[Future, list]] = {}
     wake = threading.Event()
 
     def on_done(_f: Future) -> None:
@@ -191,7 +196,7 @@ def _run(
             if sample:
                 sizer.sample(sizeof(chunk[0]))
             f = backend.submit(chunk, None if timeout is None else timeout * len(chunk))
-            pending[f] = (taken, chunk)
+            pending[taken] = (f, chunk)
             taken += len(chunk)
             inflight += len(chunk)
             f.add_done_callback(on_done)
@@ -199,18 +204,34 @@ def _run(
             return
 
         # -- wait for the next chunk to hand out
-        f = next(iter(pending))
-        if not f.done() or not ordered:
-            f = _wait(pending, wake, ordered)
-        start, chunk = pending.pop(f)
-        inflight -= len(chunk)
+        start = next(iter(pending))
+        if not pending[start][0].done() or not ordered:
+            start = _wait(pending, wake, ordered)
+        f, chunk = pending[start]
         try:
             outs, seconds, err = f.result()
         except BaseException as e:
+            if isinstance(e, _AtItem):  # a re-run found the item: name exactly that one
+                at, e = e.pos, e.error
+            elif len(chunk) > 1 and _rerunnable(e):
+                # A crash (or an unpicklable result) of a chunk of many items names no
+                # item: run them one by one to find it (items before it run again).
+                pending[start] = (_OneByOne(backend, chunk, timeout, on_done).future, chunk)
+                continue
+            else:
+                at = None
+            pending.pop(start)
+            inflight -= len(chunk)
+            if at is not None:
+                start, chunk = start + at, [chunk[at]]
             mapped = _task_error(e, start, chunk, options, unit, describe)
             if mapped is e:
-                raise
+                if at is None:
+                    raise
+                raise e from e.__cause__
             raise mapped from (None if isinstance(mapped, TimeoutError) else e)
+        pending.pop(start)
+        inflight -= len(chunk)
 
         if adapt and outs:
             sizer.observe(len(outs), seconds)
@@ -226,18 +247,77 @@ def _run(
             raise exc from RemoteTraceback(tb)
 
 
-def _wait(pending: dict[Future, Any], wake: threading.Event, ordered: bool) -> Future:
-    """The future to consume next: the head (ordered) or the first finished one;
-    a task that *failed* (crash, timeout) is returned at once in both modes."""
+def _wait(pending: dict[int, tuple[Future, list]], wake: threading.Event, ordered: bool) -> int:
+    """The chunk to consume next (its start): the head (ordered) or the first finished
+    one; a task that *failed* (crash, timeout) is returned at once in both modes."""
     head = next(iter(pending))
     while True:
         wake.clear()  # before looking, so a completion after the look wakes us
-        if ordered and head.done():
+        if ordered and pending[head][0].done():
             return head
-        for f in pending:
+        for start, (f, _chunk) in pending.items():
             if f.done() and (not ordered or f.cancelled() or f.exception() is not None):
-                return f
+                return start
         wake.wait()
+
+
+def _rerunnable(e: BaseException) -> bool:
+    return not isinstance(e, TimeoutError | CancelledError | KeyboardInterrupt | StartTimeout)
+
+
+class _AtItem(Exception):
+    """The task-level failure of item ``pos`` of a chunk re-run item by item."""
+
+    def __init__(self, pos: int, error: BaseException) -> None:
+        super().__init__(pos, error)
+        self.pos, self.error = pos, error
+
+
+class _OneByOne:
+    """Runs a chunk's items as one-item tasks, one after the other, into one future
+    that resolves like the chunk's own (``(results, seconds, error)``), or fails
+    with :class:`_AtItem` naming the item whose task failed."""
+
+    def __init__(
+        self, backend: Backend, chunk: list, timeout: float | None, on_done: Callable
+    ) -> None:
+        self.future: Future = Future()
+        self._backend, self._chunk, self._timeout = backend, chunk, timeout
+        self._results: list = []
+        self._seconds = 0.0
+        self.future.add_done_callback(on_done)
+        self._advance(0)
+
+    def _advance(self, i: int) -> None:
+        # a loop, not recursion through callbacks: a serial backend's futures are done
+        # at once, and a chunk holds up to MAX_CHUNK items
+        while i < len(self._chunk):
+            try:
+                f = self._backend.submit([self._chunk[i]], self._timeout)
+            except BaseException as e:
+                self.future.set_exception(_AtItem(i, e))
+                return
+            if not f.done():
+                f.add_done_callback(lambda f, i=i: self._settled(f, i) and self._advance(i + 1))
+                return
+            if not self._settled(f, i):
+                return
+            i += 1
+        self.future.set_result((self._results, self._seconds, None))
+
+    def _settled(self, f: Future, i: int) -> bool:
+        """Take item ``i``'s outcome; True to go on with the next item."""
+        try:
+            outs, seconds, err = f.result()
+        except BaseException as e:
+            self.future.set_exception(_AtItem(i, e))
+            return False
+        self._results.extend(outs)
+        self._seconds += seconds
+        if err is not None:
+            self.future.set_result((self._results, self._seconds, (i + err[0], *err[1:])))
+            return False
+        return True
 
 
 def _task_error(
@@ -253,7 +333,7 @@ def _task_error(
         what = describe(start, chunk[0])
     else:
         what = f"one of {unit}s {start}..{start + len(chunk) - 1}"
-    if isinstance(e, TimeoutError):
+    if isinstance(e, TimeoutError) and not isinstance(e, StartTimeout):
         limit = options.timeout or 0.0
         per = f" ({limit:g} s per {unit} x {len(chunk)})" if len(chunk) > 1 else ""
         return TimeoutError(
@@ -274,13 +354,36 @@ def _ident(item: Any) -> str | None:
     return ident if isinstance(ident, str) else None
 
 
+_NOTE = "docmill: func raised this on "
+
+
 def _annotate(exc: BaseException, where: str, backend: str) -> None:
-    """Put ``where`` (index and id) into ``exc``'s message when that is safe, and a note."""
-    args = exc.args
-    plain_str = type(exc).__str__ is BaseException.__str__
-    if plain_str and len(args) <= 1 and all(isinstance(a, str) for a in args):
-        exc.args = (f"{args[0]} [in {where}]" if args and args[0] else f"in {where}",)
-    add_note(exc, f"docmill: func raised this on {where} (backend {backend!r})")
+    """Put ``where`` (index and id) into ``exc``'s message when that is safe, and a note.
+
+    Idempotent: the same exception object raised again (by another map, on another
+    item) is annotated afresh, not once more. Only the message changes, never data a
+    handler reads: ``KeyError``'s key stays its key (the note names the item);
+    an ``OSError`` gets it in ``strerror``, keeping ``errno`` and ``filename``.
+    """
+    state = getattr(exc, "__dict__", None)
+    if state is not None:
+        args, strerror = state.setdefault(
+            "_docmill_original", (exc.args, getattr(exc, "strerror", None))
+        )
+        suffix = f" [in {where}]"
+        if isinstance(exc, OSError) and isinstance(strerror, str):
+            exc.strerror = strerror + suffix
+        elif (
+            (type(exc).__str__ is BaseException.__str__ or type(exc).__str__ is OSError.__str__)
+            and len(args) <= 1
+            and all(isinstance(a, str) for a in args)
+            and not isinstance(exc, KeyError)
+        ):
+            exc.args = (f"{args[0]}{suffix}" if args and args[0] else f"in {where}",)
+        notes = getattr(exc, "__notes__", None)
+        if isinstance(notes, list):
+            notes[:] = [n for n in notes if not (isinstance(n, str) and n.startswith(_NOTE))]
+    add_note(exc, f"{_NOTE}{where} (backend {backend!r})")
 
 
 def _progress_bar(total: int | None, unit: str) -> Any:

@@ -18,6 +18,8 @@ Fields (resolved values after validation):
 ``timeout``                 seconds (> 0) per item / batch, or ``None``
 ``ordered``                 bool: results in input order, else as completed
 ``initializer, initargs``   run ``initializer(*initargs)`` once per worker
+``init_timeout``            seconds (> 0) a worker may take to start (load
+                            ``func``, run the initializer); ``None`` -> 600
 ``max_tasks_per_worker``    int >= 1 or ``None``: replace a worker after that
                             many tasks (a task is one chunk)
 ``start_method``            None or 'fork' / 'spawn' / 'forkserver' (process)
@@ -55,6 +57,9 @@ BACKENDS: dict[str, str] = {
 }
 
 TRANSPORTS = ("shm", "pickle")
+#: seconds a worker may take to start (load func, run the initializer) by default:
+#: long enough to load a large model, short of a hang
+DEFAULT_INIT_TIMEOUT = 600.0
 START_METHODS = ("fork", "spawn", "forkserver")
 
 
@@ -78,6 +83,7 @@ class Options:
     ordered: bool = True
     initializer: Callable[..., Any] | None = None
     initargs: tuple[Any, ...] = ()
+    init_timeout: float | None = None
     max_tasks_per_worker: int | None = None
     start_method: str | None = None
     transport: str = "shm"
@@ -127,12 +133,15 @@ class Options:
             _check_int("max_tasks_per_worker", self.max_tasks_per_worker, "or None (never)")
 
         if self.timeout is not None:
-            t = self.timeout
-            if isinstance(t, bool) or not isinstance(t, int | float) or not t > 0:
-                raise ValueError(
-                    f"timeout must be a number of seconds > 0, or None for no limit; got {t!r}"
-                )
-            set_(self, "timeout", float(t))
+            set_(self, "timeout", _seconds("timeout", self.timeout, "or None for no limit"))
+        if self.init_timeout is None:
+            set_(self, "init_timeout", DEFAULT_INIT_TIMEOUT)
+        else:
+            set_(
+                self,
+                "init_timeout",
+                _seconds("init_timeout", self.init_timeout, f"or None ({DEFAULT_INIT_TIMEOUT:g})"),
+            )
 
         for name in ("ordered", "show_progress"):
             if not isinstance(getattr(self, name), bool):
@@ -203,6 +212,12 @@ def pool_size(pool: Any) -> int | None:
     """How many workers a user's pool runs, when it says so."""
     n = getattr(pool, "_max_workers", None) or getattr(pool, "_processes", None)
     return n if isinstance(n, int) and n > 0 else None
+
+
+def _seconds(name: str, value: Any, alternative: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{name} must be a number of seconds > 0, {alternative}; got {value!r}")
+    return float(value)
 
 
 def _check_int(name: str, value: Any, alternative: str) -> None:

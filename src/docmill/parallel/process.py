@@ -60,7 +60,7 @@ from typing import Any
 
 import cloudpickle
 
-from docmill.errors import WorkerCrashed
+from docmill.errors import StartTimeout, WorkerCrashed
 from docmill.parallel._base import Backend
 from docmill.parallel._options import Options
 from docmill.parallel._process_worker import READY, worker_main
@@ -121,6 +121,7 @@ class _Task:
 class _Worker:
     __slots__ = (
         "assigned",
+        "born",
         "conn",
         "dead",
         "eof",
@@ -142,6 +143,7 @@ class _Worker:
         self.exit_fd = exit_fd  # readable once the process has exited (see _exit_handle)
         self.sentinel = proc.sentinel  # multiprocessing's own: never closed here
         self.pid: int = proc.pid
+        self.born = time.monotonic()  # start (and initializer) bounded by init_timeout
         self.inflight: deque[_Task] = deque()  # in the order the worker runs them
         self.assigned = 0  # tasks sent, for max_tasks_per_worker
         self.stopping = False  # "stop" sent or about to be: takes no more tasks
@@ -548,6 +550,8 @@ class ProcessBackend(Backend):
     def _next_wakeup(self) -> float:
         now, soonest = time.monotonic(), _POLL
         for w in self._workers:
+            if not w.ready and w.kill_at is None:
+                soonest = min(soonest, w.born + self._options.init_timeout - now)  # type: ignore[operator]
             if w.kill_at is not None:
                 soonest = min(soonest, w.kill_at - now)
             elif w.inflight:
@@ -558,6 +562,19 @@ class ProcessBackend(Backend):
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
+        limit = self._options.init_timeout or float("inf")
+        stuck = [
+            w for w in self._workers if not w.ready and w.kill_at is None and now - w.born > limit
+        ]
+        if stuck:
+            init = self._options.initializer
+            what = f"the initializer {getattr(init, '__qualname__', init)!r}" if init else "startup"
+            msg = (
+                f"worker process {stuck[0].pid} did not finish starting ({what}) within "
+                f"init_timeout={limit:g} s, so no task can run; raise init_timeout= or "
+                f"find what the start waits for"
+            )
+            self._break(lambda: StartTimeout(msg))
         with self._lock:
             for w in self._workers:
                 if w.kill_at is not None:

@@ -26,7 +26,7 @@ from concurrent.futures import Future, InvalidStateError
 from time import monotonic
 from typing import Any
 
-from docmill.errors import add_note
+from docmill.errors import StartTimeout, add_note
 from docmill.parallel._base import Backend
 from docmill.parallel._options import Options
 
@@ -51,6 +51,8 @@ class ThreadBackend(Backend):
         # thread -> (future, deadline) of the task it runs, when that task has a timeout
         self._deadlines: dict[threading.Thread, tuple[Future, float]] = {}
         self._abandoned: set[threading.Thread] = set()
+        # thread -> deadline of its initializer (init_timeout)
+        self._starting: dict[threading.Thread, float] = {}
         self._watchdog: threading.Thread | None = None
         self._stopping = threading.Event()
         self._broken: BaseException | None = None
@@ -62,6 +64,17 @@ class ThreadBackend(Backend):
         with self._lock:
             for _ in range(self.num_workers):
                 self._spawn()
+        if self._options.initializer is not None:
+            self._start_watchdog()
+
+    def _start_watchdog(self) -> None:
+        with self._lock:
+            if self._watchdog is not None:
+                return
+            self._watchdog = threading.Thread(
+                target=self._watch, name="docmill-thread-watchdog", daemon=True
+            )
+        self._watchdog.start()
 
     def submit(self, task: Any, timeout: float | None = None) -> Future:
         f: Future = Future()
@@ -71,10 +84,7 @@ class ThreadBackend(Backend):
             f.set_exception(self._broken)
             return f
         if timeout is not None and self._watchdog is None:
-            self._watchdog = threading.Thread(
-                target=self._watch, name="docmill-thread-watchdog", daemon=True
-            )
-            self._watchdog.start()
+            self._start_watchdog()
         self._queue.put((f, task, timeout))
         return f
 
@@ -110,8 +120,12 @@ class ThreadBackend(Backend):
         opts = self._options
         try:
             if opts.initializer is not None:
+                with self._lock:
+                    self._starting[me] = monotonic() + (opts.init_timeout or float("inf"))
                 try:
                     opts.initializer(*opts.initargs)
+                    with self._lock:
+                        self._starting.pop(me, None)
                 except BaseException as e:
                     add_note(e, "(raised by the initializer of a docmill thread worker)")
                     self._broken = e
@@ -126,6 +140,9 @@ class ThreadBackend(Backend):
                     return
                 f, task, timeout = item
                 if not f.set_running_or_notify_cancel():
+                    continue
+                if self._broken is not None:  # another worker's initializer failed
+                    _settle(f, None, self._broken)
                     continue
                 if timeout is not None:
                     with self._lock:
@@ -163,6 +180,19 @@ class ThreadBackend(Backend):
                 return
             item[0].cancel()
 
+    def _fail_queued(self, error: BaseException) -> None:
+        """Fail every task queued now (the watchdog: no worker may be free to do it)."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is _STOP:
+                self._queue.put(_STOP)
+                return
+            if item[0].set_running_or_notify_cancel():
+                _settle(item[0], None, error)
+
     def _fail_all(self, error: BaseException) -> None:
         """A broken worker keeps serving the queue by failing every task with ``error``
         until shutdown, so no task submitted around the failure is left waiting."""
@@ -174,6 +204,19 @@ class ThreadBackend(Backend):
         """Fail tasks that passed their deadline; replace the threads that ran them."""
         while not self._stopping.wait(0.02):
             now = monotonic()
+            with self._lock:
+                stuck = [t for t, end in self._starting.items() if end <= now]
+                for t in stuck:
+                    del self._starting[t]
+                    self._abandoned.add(t)
+            if stuck and self._broken is None:
+                init = self._options.initializer
+                self._broken = StartTimeout(
+                    f"the initializer {getattr(init, '__qualname__', init)!r} of a thread worker "
+                    f"did not return within init_timeout={self._options.init_timeout:g} s, so no "
+                    f"task can run; raise init_timeout= or find what it waits for"
+                )
+                self._fail_queued(self._broken)
             with self._lock:
                 late = [(t, f) for t, (f, end) in self._deadlines.items() if end <= now]
                 for t, _f in late:
