@@ -10,7 +10,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from docmill import FormatError
+from docmill import Document, DocumentArray, FormatError
 from docmill.io._files import BinaryReader, atomic_output, legacy_suffixes, open_input
 
 
@@ -139,3 +139,49 @@ def test_reader_over_a_pipe_does_not_trust_huge_lengths(monkeypatch) -> None:
     r = BinaryReader(_Pipe(b"0123456789"))
     with pytest.raises(FormatError, match="needs 1000000000000 bytes, only 10 left"):
         r.payload(10**12, "x")  # grows with the data instead of allocating 1 TB
+
+
+def test_a_killed_writers_temporary_file_is_swept_by_the_next_save(tmp_path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    dest = tmp_path / "out.docmill"
+    script = (
+        "import os, sys\n"
+        "from docmill.io._files import atomic_output\n"
+        "with atomic_output(sys.argv[1]) as f:\n"
+        "    f.write(b'partial'); f.flush()\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(dest)], timeout=30)
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].endswith(".tmp")  # SIGKILL leaves it behind
+    old = time.time() - 60
+    os.utime(tmp_path / left[0], (old, old))
+    DocumentArray([Document(text="x")]).save_binary(dest)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.docmill"]
+
+
+def test_a_live_writers_temporary_file_is_left_alone(tmp_path) -> None:
+    import time
+
+    dest = tmp_path / "out.docmill"
+    with atomic_output(dest) as f:
+        f.write(b"a")
+        (tmp_name,) = [p for p in tmp_path.iterdir()]
+        old = time.time() - 60
+        os.utime(tmp_name, (old, old))
+        DocumentArray([Document(text="x")]).save_binary(dest)  # a second writer meanwhile
+        assert tmp_name.exists()
+    assert dest.read_bytes() == b"a"
+
+
+def test_saving_through_a_symlink_replaces_its_target(tmp_path) -> None:
+    target = tmp_path / "real.docmill"
+    link = tmp_path / "link.docmill"
+    DocumentArray([Document(text="old")]).save_binary(target)
+    link.symlink_to(target)
+    DocumentArray([Document(text="new")]).save_binary(link)
+    assert link.is_symlink()
+    assert DocumentArray.load_binary(target)[0].text == "new"

@@ -18,9 +18,12 @@ written.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
+import re
 import stat
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import PurePath
@@ -140,28 +143,71 @@ def atomic_output(file: Any) -> Iterator[IO[bytes]]:
         yield file
 
 
+_TMP_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{12}\.tmp")
+_TMP_GRACE = 5.0  # seconds: a temporary file this young may not be locked by its writer yet
+
+
 @contextlib.contextmanager
 def _atomic_local(path: str) -> Iterator[IO[bytes]]:
-    directory, name = os.path.split(os.path.abspath(path))
+    """Write to a locked temporary file beside ``path``, then rename it over ``path``.
+
+    A symlink is followed (its target is replaced, as ``cp`` and editors do), so the
+    link stays a link. Temporary files of writers that were killed (SIGKILL, power
+    loss) are swept by the next write to the same destination: a live writer holds
+    an ``flock`` on its file, so a file whose lock can be taken belongs to nobody.
+    """
+    path = os.path.realpath(path)
+    directory, name = os.path.split(path)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} does not exist")
+    _sweep_temporaries(directory, name)
     tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
     # O_EXCL: never reuse somebody's file; mode 0o666 lets the umask decide, like open()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with contextlib.suppress(OSError):  # e.g. a file system without flock: no sweeping
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     f = os.fdopen(fd, "wb")
     try:
         yield f
         f.flush()
         os.fsync(f.fileno())
-        f.close()
         with contextlib.suppress(FileNotFoundError):
             os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
+        f.close()  # after the rename: the lock is held until the file has its name
     except BaseException:
         f.close()
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _sweep_temporaries(directory: str, name: str) -> None:
+    """Delete temporary files of earlier, dead writers of ``directory/name``."""
+    now = time.time()
+    try:
+        entries = [e for e in os.scandir(directory) if e.name.startswith(f".{name}.")]
+    except OSError:
+        return
+    for entry in entries:
+        m = _TMP_NAME.fullmatch(entry.name)
+        if m is None or m["name"] != name:
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < _TMP_GRACE:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # its writer is alive
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager
