@@ -168,8 +168,9 @@ class ThreadBackend(Backend):
                 self._threads.discard(me)
                 self._abandoned.discard(me)
 
-    def _drain(self) -> None:
-        """Cancel every queued task."""
+    def _drain(self, error: BaseException | None = None) -> None:
+        """Cancel every task queued now, or fail it with ``error`` (the watchdog does
+        that when no worker may be free to)."""
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -178,19 +179,9 @@ class ThreadBackend(Backend):
             if item is _STOP:
                 self._queue.put(_STOP)  # keep it for the thread it was meant for
                 return
-            item[0].cancel()
-
-    def _fail_queued(self, error: BaseException) -> None:
-        """Fail every task queued now (the watchdog: no worker may be free to do it)."""
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is _STOP:
-                self._queue.put(_STOP)
-                return
-            if item[0].set_running_or_notify_cancel():
+            if error is None:
+                item[0].cancel()
+            elif item[0].set_running_or_notify_cancel():
                 _settle(item[0], None, error)
 
     def _fail_all(self, error: BaseException) -> None:
@@ -216,7 +207,7 @@ class ThreadBackend(Backend):
                     f"did not return within init_timeout={self._options.init_timeout:g} s, so no "
                     f"task can run; raise init_timeout= or find what it waits for"
                 )
-                self._fail_queued(self._broken)
+                self._drain(self._broken)
             with self._lock:
                 late = [(t, f) for t, (f, end) in self._deadlines.items() if end <= now]
                 for t, _f in late:
