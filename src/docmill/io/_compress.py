@@ -41,7 +41,7 @@ from typing import IO, Any
 import zstandard
 
 from docmill.errors import FormatError
-from docmill.io._files import writable_buffer
+from docmill.io._files import writable_buffer, writable_copy
 
 __all__ = [
     "CODECS",
@@ -279,7 +279,8 @@ class _Inflater(io.RawIOBase):
         else:
             self._raw = None
             self._input = memoryview(source).cast("B")
-        self._buf = b""
+        self._chunk: Any = b""  # the latest decompressed step ...
+        self._pos = 0  # ... and how much of it was handed out (no re-slicing copies)
         self._done = False
 
     def readable(self) -> bool:
@@ -291,44 +292,47 @@ class _Inflater(io.RawIOBase):
         data, self._input = self._input, b""
         return data
 
-    def _fill(self) -> None:
-        while not self._buf and not self._done:
+    def _fill(self) -> int:
+        """Decompress the next step if the current one is used up; bytes available."""
+        while self._pos == len(self._chunk) and not self._done:
             d = self._d
             if d.eof:
                 rest = d.unused_data or self._more_input()
                 if not rest:
                     self._done = True
-                    return
+                    break
                 if not self._codec.multi_stream:
                     raise ValueError(
                         f"unexpected data after the end of the {self._codec.name} stream"
                     )
                 self._d = d = self._codec.decompressor()  # the next member / frame
-                self._buf = d.decompress(rest, _STEP)
-                continue
-            data = self._more_input() if d.needs_input else b""
-            if d.needs_input and not memoryview(data).nbytes:
-                raise EOFError(
-                    f"the {self._codec.name} stream ends before its end marker (truncated)"
-                )
-            self._buf = d.decompress(data, _STEP)
+                data = rest
+            else:
+                data = self._more_input() if d.needs_input else b""
+                if d.needs_input and not memoryview(data).nbytes:
+                    raise EOFError(
+                        f"the {self._codec.name} stream ends before its end marker (truncated)"
+                    )
+            self._chunk, self._pos = d.decompress(data, _STEP), 0
+        return len(self._chunk) - self._pos
 
     def readinto(self, b: Any) -> int:
-        self._fill()
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+        n = min(len(b), self._fill())
+        b[:n] = memoryview(self._chunk)[self._pos : self._pos + n]
+        self._pos += n
         return n
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1) -> Any:
+        """Up to ``size`` bytes (a bytes-like object; the whole step when it fits, uncopied)."""
         if size is None or size < 0:
             return self.readall()
-        self._fill()
-        if len(self._buf) <= size:
-            out, self._buf = self._buf, b""
-            return bytes(out) if type(out) is not bytes else out
-        out, self._buf = self._buf[:size], self._buf[size:]
-        return bytes(out)
+        n = min(size, self._fill())
+        if self._pos == 0 and n == len(self._chunk):
+            out = self._chunk
+        else:
+            out = bytes(memoryview(self._chunk)[self._pos : self._pos + n])
+        self._pos += n
+        return out
 
     def readall(self) -> bytes:
         parts = []
@@ -352,8 +356,8 @@ def decompress_exact(name: str, data: Any, size: int) -> memoryview | bytearray:
 
     Raises :class:`FormatError` (without an offset; the caller adds it) when the
     data does not decompress, has another length, or claims a size the codec
-    cannot produce from it. Nothing beyond ``256 x len(data)`` is allocated before
-    the output exists.
+    cannot produce from it. Memory follows the output actually produced (for zstd,
+    at most ``256 x len(data)`` is allocated before it exists).
     """
     codec = CODECS.get(name)
     if codec is None:  # pragma: no cover - codec ids are checked first
@@ -365,23 +369,24 @@ def decompress_exact(name: str, data: Any, size: int) -> memoryview | bytearray:
             f"can encode in that space"
         )
     try:
-        if name == "lz4":  # lz4 hands back a bytearray: writable, no copy into a buffer
+        if name != "zstd":
+            # One call bounded by size + 1: these decompressors grow their output as it
+            # is produced, so memory follows real output, never the claim.
             d = codec.decompressor()
             out: Any = d.decompress(data, size + 1)
             if len(out) != size:
-                raise FormatError(f"lz4 data decompressed to {len(out)}+ bytes, expected {size}")
-            if not d.eof:
-                raise FormatError("lz4 stream is incomplete")
-            return out
-        r: Any = (
-            zstandard.ZstdDecompressor().stream_reader(data)  # readinto, no copy
-            if name == "zstd"
-            else _Inflater(codec, data)
-        )
+                raise FormatError(f"{name} data decompressed to {len(out)}+ bytes, expected {size}")
+            if not d.eof or d.unused_data:
+                raise FormatError(f"{name} stream is incomplete or has trailing data")
+            # lz4 hands back a bytearray: writable already
+            return out if isinstance(out, bytearray) else writable_copy(out)
+        # zstd's reader fills a buffer in place (no copy), but a buffer must exist first:
+        # at most 256 x the input, then grow only as real output arrives
+        r = zstandard.ZstdDecompressor().stream_reader(data)
         first = min(size, _PREALLOC_RATIO * n_in + _STEP)
         out = writable_buffer(first)
         n = _readinto_full(r, out)
-        if n == first < size:  # a high ratio: grow only as real output arrives
+        if n == first < size:  # a high ratio
             parts = [out]
             while n < size and (piece := r.read(min(size - n, 16 * _STEP))):
                 parts.append(piece)

@@ -208,30 +208,26 @@ def _run(
         if not pending[start][0].done() or not ordered:
             start = _wait(pending, wake, ordered)
         f, chunk = pending[start]
+        failure = f.exception() if not f.cancelled() else CancelledError()
+        if failure is not None and len(chunk) > 1 and _rerunnable(failure):
+            # A crash (or an unpicklable result) of a chunk of many items names no
+            # item: run them one by one to find it (items before it run again).
+            pending[start] = (_OneByOne(backend, chunk, timeout, on_done).future, chunk)
+            continue
+        pending.pop(start)
+        inflight -= len(chunk)
         try:
             outs, seconds, err = f.result()
         except BaseException as e:
-            if isinstance(e, _AtItem):  # a re-run found the item: name exactly that one
-                at, e = e.pos, e.error
-            elif len(chunk) > 1 and _rerunnable(e):
-                # A crash (or an unpicklable result) of a chunk of many items names no
-                # item: run them one by one to find it (items before it run again).
-                pending[start] = (_OneByOne(backend, chunk, timeout, on_done).future, chunk)
-                continue
-            else:
-                at = None
-            pending.pop(start)
-            inflight -= len(chunk)
-            if at is not None:
-                start, chunk = start + at, [chunk[at]]
+            found = isinstance(e, _AtItem)
+            if found:  # a re-run found the item: name exactly that one
+                start, chunk, e = start + e.pos, [chunk[e.pos]], e.error
             mapped = _task_error(e, start, chunk, options, unit, describe)
             if mapped is e:
-                if at is None:
+                if not found:
                     raise
                 raise e from e.__cause__
             raise mapped from (None if isinstance(mapped, TimeoutError) else e)
-        pending.pop(start)
-        inflight -= len(chunk)
 
         if adapt and outs:
             sizer.observe(len(outs), seconds)
@@ -262,7 +258,10 @@ def _wait(pending: dict[int, tuple[Future, list]], wake: threading.Event, ordere
 
 
 def _rerunnable(e: BaseException) -> bool:
-    return not isinstance(e, TimeoutError | CancelledError | KeyboardInterrupt | StartTimeout)
+    """A chunk's task failed for one of its items, not for time or cancellation."""
+    return not isinstance(
+        e, _AtItem | TimeoutError | CancelledError | KeyboardInterrupt | StartTimeout
+    )
 
 
 class _AtItem(Exception):
@@ -377,8 +376,7 @@ def _annotate(exc: BaseException, where: str, backend: str) -> None:
             (type(exc).__str__ is BaseException.__str__ or type(exc).__str__ is OSError.__str__)
             and len(args) <= 1
             and all(isinstance(a, str) for a in args)
-            and not isinstance(exc, KeyError)
-        ):
+        ):  # not KeyError (its own __str__): its one argument is the key, not a message
             exc.args = (f"{args[0]}{suffix}" if args and args[0] else f"in {where}",)
         notes = getattr(exc, "__notes__", None)
         if isinstance(notes, list):

@@ -132,7 +132,6 @@ class _Worker:
         "proc",
         "ready",
         "sending",
-        "sentinel",
         "stopping",
         "timed_out",
     )
@@ -141,7 +140,6 @@ class _Worker:
         self.proc = proc
         self.conn = conn
         self.exit_fd = exit_fd  # readable once the process has exited (see _exit_handle)
-        self.sentinel = proc.sentinel  # multiprocessing's own: never closed here
         self.pid: int = proc.pid
         self.born = time.monotonic()  # start (and initializer) bounded by init_timeout
         self.inflight: deque[_Task] = deque()  # in the order the worker runs them
@@ -328,7 +326,7 @@ class ProcessBackend(Backend):
 
     def _reap(self, w: _Worker) -> None:
         w.proc.join(1.0)
-        if w.exit_fd is not None and w.exit_fd != w.sentinel:  # a pidfd of ours
+        if w.exit_fd is not None and w.exit_fd != w.proc.sentinel:  # a pidfd of ours
             with contextlib.suppress(OSError):
                 os.close(w.exit_fd)
             w.exit_fd = None
@@ -562,10 +560,13 @@ class ProcessBackend(Backend):
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
-        limit = self._options.init_timeout or float("inf")
-        stuck = [
-            w for w in self._workers if not w.ready and w.kill_at is None and now - w.born > limit
-        ]
+        limit: float = self._options.init_timeout  # type: ignore[assignment]
+        with self._lock:
+            stuck = [
+                w
+                for w in self._workers
+                if not w.ready and w.kill_at is None and now - w.born > limit
+            ]
         if stuck:
             init = self._options.initializer
             what = f"the initializer {getattr(init, '__qualname__', init)!r}" if init else "startup"

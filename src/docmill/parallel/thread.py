@@ -121,7 +121,7 @@ class ThreadBackend(Backend):
         try:
             if opts.initializer is not None:
                 with self._lock:
-                    self._starting[me] = monotonic() + (opts.init_timeout or float("inf"))
+                    self._starting[me] = monotonic() + opts.init_timeout  # type: ignore[operator]
                 try:
                     opts.initializer(*opts.initargs)
                     with self._lock:
