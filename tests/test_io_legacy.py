@@ -18,12 +18,16 @@ def _docs(n: int = 3) -> list[Document]:
     return [Document(id=f"d{i}", text=f"text {i}") for i in range(n)]
 
 
-def _stream_bytes(docs, protocol="protobuf", compress=None) -> bytes:
+def _written(writer, docs, protocol, compress) -> bytes:
     buf = io.BytesIO()
-    w = StreamWriter(buf, protocol, compress)
+    w = writer(buf, protocol, compress)
     w.write_docs(docs)
     w.close()
     return buf.getvalue()
+
+
+def _stream_bytes(docs, protocol="protobuf", compress=None) -> bytes:
+    return _written(StreamWriter, docs, protocol, compress)
 
 
 def test_stream_layout_is_docarrays() -> None:
@@ -155,11 +159,7 @@ def test_a_count_given_up_front_is_checked() -> None:
 
 
 def _array_bytes(docs, protocol="protobuf-array", compress=None) -> bytes:
-    buf = io.BytesIO()
-    w = ArrayWriter(buf, protocol, compress)
-    w.write_docs(docs)
-    w.close()
-    return buf.getvalue()
+    return _written(ArrayWriter, docs, protocol, compress)
 
 
 @pytest.mark.parametrize("compress", ["zstd", "lz4", "zlib", "gzip", "bz2", "lzma"])
