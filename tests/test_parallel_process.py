@@ -399,7 +399,7 @@ _SCRIPT = textwrap.dedent(
     def work(x):
         if x < 2:  # quick: with max_tasks_per_worker=1 the next workers are replacements
             return x
-        print("started", os.getpid(), flush=True)
+        os.write(1, f"started {os.getpid()}\\n".encode())  # one write: lines never mix
         time.sleep(60)
 
     if __name__ == "__main__":
@@ -420,8 +420,13 @@ def _start_script(tmp_path, method: str, max_tasks: int):
         text=True,
         start_new_session=True,  # its own process group, like a shell job
     )
-    pids = []
-    while len(pids) < 2:
+    return proc, _started_pids(proc, 2)
+
+
+def _started_pids(proc, n: int) -> list[int]:
+    """The pids of the first ``n`` workers that wrote ``started PID`` to the script's stdout."""
+    pids: list[int] = []
+    while len(pids) < n:
         line = proc.stdout.readline()
         if not line:
             proc.wait()
@@ -429,7 +434,7 @@ def _start_script(tmp_path, method: str, max_tasks: int):
         words = line.split()
         if len(words) == 2 and words[0] == "started":  # ignore anything else a worker prints
             pids.append(int(words[1]))
-    return proc, pids
+    return pids
 
 
 @pytest.mark.timeout(30)
@@ -474,7 +479,7 @@ _GUARD_SCRIPT = textwrap.dedent(
     from docmill import parallel
 
     def work(x):
-        print("started", os.getpid(), flush=True)
+        os.write(1, f"started {os.getpid()}\\n".encode())  # one write: two workers' lines never mix
         if sys.argv[2] == "gil":  # C code that never releases the GIL
             sum(itertools.repeat(1, 10**11))
         else:
@@ -518,13 +523,7 @@ def test_busy_workers_die_with_a_killed_parent(method, busy, where, tmp_path):
     )
     pids = []
     try:
-        while len(pids) < 2:
-            line = proc.stdout.readline()
-            if not line:
-                proc.wait()
-                pytest.fail(f"the script ended early: {proc.stderr.read()}")
-            if line.startswith("started"):
-                pids.append(int(line.split()[1]))
+        pids = _started_pids(proc, 2)
         time.sleep(0.3)  # in the busy part
         proc.kill()
         proc.wait()
@@ -535,6 +534,7 @@ def test_busy_workers_die_with_a_killed_parent(method, busy, where, tmp_path):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
         proc.stdout.close()
         proc.stderr.close()
 
