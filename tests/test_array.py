@@ -556,7 +556,7 @@ def test_batch_shuffle_is_deterministic_with_a_seed() -> None:
 @pytest.mark.parametrize("bad", [0, -1, 1.5, None, True])
 def test_batch_size_must_be_positive(bad) -> None:
     da = make()
-    with pytest.raises(ValueError, match=f"batch_size must be an integer >= 1, got {bad!r}"):
+    with pytest.raises(ValueError, match=f"batch_size must be an int >= 1; got {bad!r}"):
         da.batch(bad)  # raised at the call, not at the first next()
     with pytest.raises(ValueError, match="batch_size"):
         da.batch_ids(bad)

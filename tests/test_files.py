@@ -262,7 +262,7 @@ def test_size_stops_without_reading_further(tmp_path: Path, scandir: CountingSca
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"size": -1}, "size must be None or an integer >= 0, got -1"),
+        ({"size": -1}, "size must be an int >= 0, or None; got -1"),
         ({"size": 1.5}, "got 1.5"),
         ({"size": True}, "got True"),
         ({"sampling_rate": 0}, r"sampling_rate must be None or a number in \(0, 1\], got 0"),

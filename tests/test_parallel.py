@@ -592,9 +592,9 @@ def test_show_progress_draws_a_bar(capsys):
 
 
 def test_num_worker_defaults_to_the_usable_cores():
-    assert Options().num_worker == len(os.sched_getaffinity(0))
+    assert Options().num_workers == len(os.sched_getaffinity(0))
     with ThreadPoolExecutor(3) as pool:
-        assert Options(pool=pool).num_worker == 3
+        assert Options(pool=pool).num_workers == 3
 
 
 @pytest.mark.parametrize(
@@ -606,8 +606,12 @@ def test_num_worker_defaults_to_the_usable_cores():
         ({"window": -1}, ValueError, "window must be an int >= 1"),
         ({"timeout": 0}, ValueError, "timeout must be a number of seconds > 0"),
         ({"ordered": "yes"}, TypeError, "ordered must be True or False"),
-        ({"start_method": "fork2"}, ValueError, "'fork', 'spawn', 'forkserver'"),
-        ({"transport": "tcp"}, ValueError, "'shm', 'pickle'"),
+        ({"backend": "process", "start_method": "fork2"}, ValueError, "'fork', 'spawn'"),
+        ({"backend": "process", "transport": "tcp"}, ValueError, "'shm', 'pickle'"),
+        ({"backend": "process", "shm_threshold": -1}, ValueError, "shm_threshold must be"),
+        ({"transport": "pickle"}, TypeError, "an option of backend 'process'"),
+        ({"backend": "serial", "backend_options": {"x": 1}}, TypeError, "takes no options"),
+        ({"backend": "pool"}, ValueError, "pass it as pool="),
         ({"initargs": (1,)}, ValueError, "without an initializer"),
         ({"pool": object()}, TypeError, "pool must be a multiprocessing.pool.Pool"),
     ],
@@ -620,7 +624,7 @@ def test_bad_options_are_refused_before_anything_starts(kwargs, error, words):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1; got 0"):
         parallel.map_batch(len, range(3), 0)
     with pytest.raises(ValueError, match=r"shuffle=True needs an input with a length"):
         parallel.map_batch(len, (x for x in range(3)), 2, shuffle=True)
@@ -635,7 +639,8 @@ def test_bad_arguments():
 def test_unknown_backend_error_lists_every_valid_name():
     with pytest.raises(ValueError) as ei:
         docs(2).apply(square, backend="threads")
-    assert all(repr(b) in str(ei.value) for b in parallel.BACKENDS)
+    names = [b for b in parallel.BACKENDS if b != "pool"]  # chosen by pool=, not by name
+    assert all(repr(b) in str(ei.value) for b in names) and "pool=" in str(ei.value)
 
 
 @pytest.mark.parametrize("backend", ["serial", "thread"])

@@ -62,7 +62,7 @@ def no_leaks():
 def backend(**kw) -> ProcessBackend:
     kw.setdefault("num_worker", 1)
     kw.setdefault("start_method", "fork")
-    return ProcessBackend(Options(backend="process", **kw))
+    return ProcessBackend(Options.from_kwargs(backend="process", **kw))
 
 
 def _gone(pid: int) -> bool:

@@ -371,8 +371,6 @@ def test_fallbacks(monkeypatch, tmp_path):
     assert isinstance(shm.make_transport("pickle"), PickleTransport)
     with pytest.raises(ValueError, match="'shm', 'pickle'"):
         shm.make_transport("tcp")
-    with pytest.raises(ValueError, match="shm_threshold"):
-        shm.make_transport("shm", -1)
     with pytest.raises(OSError):
         shm.ShmTransport(directory=str(tmp_path / "missing"))
     monkeypatch.setattr(shm, "shm_available", lambda directory=shm.SHM_DIR: False)

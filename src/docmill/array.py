@@ -3,7 +3,7 @@
 A thin class: it keeps the list and the id index true and delegates the rest —
 parallel work to :mod:`docmill.parallel`, storage to :mod:`docmill.io`, file
 listing to :mod:`docmill.files`, key parsing and bulk fields to
-:mod:`docmill._array_support`.
+:mod:`docmill._array_access`.
 
 The index maps each id to its position, and every mutation made through the
 array keeps it exact. A Document's id can still be changed behind the array's
@@ -21,7 +21,8 @@ import random
 from collections.abc import Callable, Iterable, Iterator, MutableSequence, Sequence
 from typing import Any, overload
 
-from docmill import _array_support as sup
+from docmill import _array_access as sup
+from docmill._checks import check_int, is_int
 from docmill.document import Document
 
 __all__ = ["DocumentArray"]
@@ -68,7 +69,7 @@ class DocumentArray(MutableSequence[Document]):
     @classmethod
     def empty(cls, size: int = 0) -> DocumentArray:
         """``size`` new, empty Documents, each with a fresh id."""
-        sup.check_count("size", size)
+        check_int("size", size, 0)
         return cls._from_docs(sup.empty_documents(size))
 
     @classmethod
@@ -252,7 +253,7 @@ class DocumentArray(MutableSequence[Document]):
     def __getitem__(self, key: Any) -> Any: ...
 
     def __getitem__(self, key: Any) -> Any:
-        if sup.is_int(key):
+        if is_int(key):
             return self._docs[self._pos(int(key))]
         if isinstance(key, str):
             if key.startswith("@"):
@@ -311,7 +312,7 @@ class DocumentArray(MutableSequence[Document]):
 
     def _key_positions(self, key: Any) -> tuple[list[int], bool]:
         """Positions for any Document key, and whether the key names one Document."""
-        if sup.is_int(key):
+        if is_int(key):
             return [self._pos(int(key))], True
         if isinstance(key, str):
             if key.startswith("@"):
@@ -372,7 +373,7 @@ class DocumentArray(MutableSequence[Document]):
     embeddings = sup.BulkField("embedding", "Every ``embedding``, stacked like ``tensors``.")
 
     def _set_field(self, positions: list[int], field: str, value: Any, strict: bool) -> None:
-        """Set ``field`` on the Documents at ``positions`` (see :func:`_array_support.spread`).
+        """Set ``field`` on the Documents at ``positions`` (see :func:`_array_access.spread`).
 
         Bulk setters are ``strict``: a sequence of ``len(positions)`` values or ``None``.
         """
@@ -411,24 +412,22 @@ class DocumentArray(MutableSequence[Document]):
         :mod:`random` module (``random.seed`` makes it repeatable, as in legacy);
         ``show_progress`` shows a tqdm bar.
         """
-        sup.check_count("batch_size", batch_size, minimum=1)
-        return self._batches(batch_size, shuffle, show_progress)
+        check_int("batch_size", batch_size)
+        # the Documents present when iteration starts
+        parts = sup.batches(list(self._docs), batch_size, shuffle)
+        return self._batches(parts, -(-len(self._docs) // batch_size), show_progress)
 
     def _batches(
-        self, batch_size: int, shuffle: bool, show_progress: bool
+        self, parts: Iterator[list], n: int, show_progress: bool
     ) -> Iterator[DocumentArray]:
-        docs = list(self._docs)  # the Documents present when iteration starts
-        if shuffle:
-            random.shuffle(docs)
-        starts = range(0, len(docs), batch_size)
         bar = None
         if show_progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(starts), desc="Batching documents", unit="batch")
+            bar = tqdm(total=n, desc="Batching documents", unit="batch")
         try:
-            for s in starts:
-                yield self._from_docs(docs[s : s + batch_size])
+            for part in parts:
+                yield self._from_docs(part)
                 if bar is not None:
                     bar.update()
         finally:
@@ -437,11 +436,8 @@ class DocumentArray(MutableSequence[Document]):
 
     def batch_ids(self, batch_size: int, shuffle: bool = False) -> Iterator[list[str]]:
         """Like :meth:`batch`, but yield lists of ids."""
-        sup.check_count("batch_size", batch_size, minimum=1)
-        ids = list(map(sup.get_id, self._docs))
-        if shuffle:
-            random.shuffle(ids)
-        return (ids[s : s + batch_size] for s in range(0, len(ids), batch_size))
+        check_int("batch_size", batch_size)
+        return sup.batches(list(map(sup.get_id, self._docs)), batch_size, shuffle)
 
     def sample(self, k: int, seed: int | None = None) -> DocumentArray:
         """``k`` Documents drawn without replacement, as a new DocumentArray.
@@ -449,7 +445,7 @@ class DocumentArray(MutableSequence[Document]):
         A ``seed`` makes the draw repeatable (the same draw legacy docarray
         makes for that seed) without touching the global :mod:`random` state.
         """
-        sup.check_count("k", k)
+        check_int("k", k, 0)
         if k > len(self._docs):
             raise ValueError(
                 f"cannot sample k={k} Documents from a DocumentArray of length {len(self)}"

@@ -19,7 +19,7 @@ import numpy as np
 if TYPE_CHECKING:
     from docmill.array import DocumentArray
 
-__all__ = ["FIELDS", "Document"]
+__all__ = ["FIELDS", "Document", "approx_nbytes", "from_state", "set_state", "state_of"]
 
 #: Every field of a Document, in the order they are stored and printed.
 FIELDS: tuple[str, ...] = (
@@ -61,10 +61,58 @@ exec(  # builds `self.a, self.b, ... = state`, several times faster than a setat
 _set_slots = _ns["_set_slots"]
 
 
-def _rebuild(state: tuple) -> Document:
+# ---------------------------------------------------------------------- the state protocol
+# How storage, the engine's transport and the in-place layer read and write a Document
+# whole: a flat tuple of its stored values in FIELDS order, the lazy containers (tags,
+# evaluations, scores, chunks, matches) as None while they were never touched.
+
+
+def state_of(d: Document) -> tuple:
+    """Every stored value of ``d``, in ``FIELDS`` order (unset lazy containers: None)."""
+    return _get_slots(d)
+
+
+def from_state(state: tuple) -> Document:
+    """A Document holding ``state`` (as :func:`state_of` gives), without validation."""
     d = Document.__new__(Document)
-    d._set_state(state)
+    _set_slots(d, state)
     return d
+
+
+def set_state(d: Document, state: tuple) -> None:
+    """Replace every field of ``d`` with ``state`` (keeps ``d``'s identity)."""
+    _set_slots(d, state)
+
+
+_rebuild = from_state  # the name pickles written by docmill 0.1 refer to
+
+
+_TENSOR, _EMBEDDING, _BLOB, _TEXT, _CHUNKS, _MATCHES = map(
+    FIELDS.index, ("tensor", "embedding", "blob", "text", "chunks", "matches")
+)
+
+
+def approx_nbytes(x: Any) -> int:
+    """A rough size of the data ``x`` holds, to cut work and files into pieces of
+    bounded bytes: for a Document 64 plus its tensor, embedding, blob and text and its
+    nested Documents; for an ndarray / bytes / str their length; else 0."""
+    if type(x) is not Document:
+        return _nbytes(x)
+    state = _get_slots(x)
+    n = 64 + sum(_nbytes(state[i]) for i in (_TENSOR, _EMBEDDING, _BLOB, _TEXT))
+    for nested in (state[_CHUNKS], state[_MATCHES]):
+        if nested:
+            n += sum(map(approx_nbytes, nested))
+    return n
+
+
+def _nbytes(v: Any) -> int:
+    if v is None:
+        return 0
+    if isinstance(v, bytes | bytearray | str):
+        return len(v)
+    n = getattr(v, "nbytes", 0)  # numpy arrays, memoryviews
+    return n if isinstance(n, int) else 0
 
 
 class Document:
@@ -180,20 +228,9 @@ class Document:
         self._matches = _to_array("matches", value)
 
     # ------------------------------------------------------------------ state
-    def _get_state(self) -> tuple:
-        """All slot values, in ``FIELDS`` order (lazy containers may be ``None``)."""
-        return _get_slots(self)
-
-    def _set_state(self, state: tuple) -> None:
-        _set_slots(self, state)
-
     def __reduce__(self):
         # A flat tuple pickles several times faster than the default slots state dict.
-        return (_rebuild, (self._get_state(),))
-
-    def _update_from(self, other: Document) -> None:
-        """Copy every field of ``other`` into ``self`` (keeps ``self``'s identity)."""
-        self._set_state(other._get_state())
+        return (from_state, (_get_slots(self),))
 
     def is_set(self, field: str) -> bool:
         """True when ``field`` holds a non-empty value."""
@@ -217,9 +254,7 @@ class Document:
     def __deepcopy__(self, memo: dict) -> Document:
         import copy
 
-        d = Document.__new__(Document)
-        d._set_state(copy.deepcopy(self._get_state(), memo))
-        return d
+        return from_state(copy.deepcopy(_get_slots(self), memo))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Document):

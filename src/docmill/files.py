@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from docmill._checks import check_int
 from docmill.document import Document
 
 __all__ = ["from_files"]
@@ -66,10 +67,8 @@ def from_files(
         isinstance(p, str | os.PathLike) for p in patterns
     ):
         raise TypeError(f"patterns must be a glob pattern or a list of them, got {patterns!r}")
-    if size is not None and (
-        isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 0
-    ):
-        raise ValueError(f"size must be None or an integer >= 0, got {size!r}")
+    if size is not None:
+        check_int("size", size, 0, alternative="or None")
     if sampling_rate is not None and (
         isinstance(sampling_rate, bool)
         or not isinstance(sampling_rate, numbers.Real)

@@ -44,7 +44,7 @@ import msgpack
 import numpy as np
 from numpy.lib import format as npformat
 
-from docmill.document import FIELDS, Document
+from docmill.document import FIELDS, Document, from_state, state_of
 from docmill.errors import FormatError
 
 __all__ = ["ALIGN", "MAX_DEPTH", "check_depth", "decode_payload", "encode_payload"]
@@ -147,7 +147,7 @@ class _Builder:
 
     def doc_map(self, doc: Document, depth: int = 1) -> dict[str, Any]:
         m: dict[str, Any] = {}
-        for name, v in zip(FIELDS, doc._get_state(), strict=True):
+        for name, v in zip(FIELDS, state_of(doc), strict=True):
             if v is None:
                 continue
             if name in _NESTED:
@@ -333,6 +333,4 @@ def _doc_from(m: Any, depth: int = 1) -> Document:
         state[i] = v
     if not isinstance(state[0], str):
         raise FormatError("a Document entry has no string 'id'")
-    d = Document.__new__(Document)
-    d._set_state(tuple(state))
-    return d
+    return from_state(tuple(state))

@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from docmill.document import FIELDS, Document
+from docmill.document import FIELDS, Document, from_state, state_of
 from docmill.errors import FormatError, require
 
 __all__ = ["document_from_proto", "document_to_proto", "messages", "parse_document"]
@@ -187,7 +187,7 @@ def document_to_proto(doc: Document, msg: Any = None) -> Any:
             "(docarray 0.21's schema) stores only one of text, blob and tensor; "
             "use protocol='docmill'"
         )
-    for name, v in zip(FIELDS, doc._get_state(), strict=True):
+    for name, v in zip(FIELDS, state_of(doc), strict=True):
         if v is None:
             continue
         try:
@@ -318,9 +318,7 @@ def document_from_proto(msg: Any) -> Document:
         state[_FIELD_INDEX[name]] = value
     if not state[0]:
         state[0] = uuid.uuid4().hex  # legacy: a proto without id gets a fresh one
-    d = Document.__new__(Document)
-    d._set_state(tuple(state))
-    return d
+    return from_state(tuple(state))
 
 
 def _read_ndarray(msg: Any, name: str) -> Any:

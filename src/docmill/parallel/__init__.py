@@ -12,17 +12,20 @@
     parallel.apply_batch(da, func, batch_size=16)
 
 ``backend``: ``'thread'`` (default), ``'process'`` (own worker processes,
-crash-safe, shared-memory transport) or ``'serial'`` (in the caller, for
-debugging); ``pool=`` runs on a pool you own instead. Keyword options (all
-validated before anything starts, see :class:`Options`): ``ordered``,
-``window``, ``chunksize``, ``timeout``, ``initializer``/``initargs`` (with
-:func:`worker_state` for per-worker objects such as a model),
-``max_tasks_per_worker``, ``start_method``, ``transport``, ``shm_threshold``.
+crash-safe, shared-memory transport), ``'serial'`` (in the caller, for
+debugging) or any name given to :func:`register_backend`; ``pool=`` runs on a
+pool you own instead. Keyword options (all validated before anything starts,
+see :class:`Options`): ``ordered``, ``window``, ``chunksize``, ``timeout``,
+``initializer``/``initargs`` (with :func:`worker_state` for per-worker objects
+such as a model), ``init_timeout``, ``max_tasks_per_worker``, and the chosen
+backend's own (the process backend's ``start_method``, ``transport``,
+``shm_threshold``).
 
-The layers: this module (arguments) -> :mod:`._docs` (batches, in-place
-write-back) -> :mod:`._core` (streaming, window, errors) -> a
-:class:`Backend` (:mod:`.serial`, :mod:`.thread`, :mod:`.process`, :mod:`.pool`,
-imported when first used).
+The layers: this module (arguments) -> :mod:`._inplace` (the only part that
+knows Documents: batches, in-place write-back, the transport's Document
+reducer) -> :mod:`._core` (streaming, window, chunk sizing, errors) -> a
+:class:`Backend` found in the registry (:mod:`._registry`: :mod:`.serial`,
+:mod:`.thread`, :mod:`.process`, :mod:`.pool`, imported when first used).
 """
 
 from __future__ import annotations
@@ -31,17 +34,14 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from docmill.parallel._base import Backend
+from docmill._checks import check_int
+from docmill.document import approx_nbytes
+from docmill.parallel._base import Backend, Capabilities
 from docmill.parallel._core import stream
-from docmill.parallel._docs import (
-    apply_doc_batches,
-    apply_docs,
-    batch_source,
-    describe_batch,
-    item_nbytes,
-)
-from docmill.parallel._options import BACKENDS, Options
-from docmill.parallel._runner import worker_state
+from docmill.parallel._inplace import apply_doc_batches, apply_docs, batch_source, describe_batch
+from docmill.parallel._options import Options
+from docmill.parallel._registry import BACKENDS, backend_class, register_backend
+from docmill.parallel._runner import provide_worker_state, worker_state
 
 if TYPE_CHECKING:
     from docmill.array import DocumentArray
@@ -49,11 +49,15 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKENDS",
     "Backend",
+    "Capabilities",
     "Options",
     "apply",
     "apply_batch",
+    "backend_class",
     "map",
     "map_batch",
+    "provide_worker_state",
+    "register_backend",
     "worker_state",
 ]
 
@@ -84,7 +88,7 @@ def map(
         **options,
     )
     _check_func("map", func)
-    return stream(func, _iter("map", iterable), opts, total=_len(iterable), sizeof=item_nbytes)
+    return stream(func, _iter("map", iterable), opts, total=_len(iterable), sizeof=approx_nbytes)
 
 
 def map_batch(
@@ -113,7 +117,7 @@ def map_batch(
         **options,
     )
     _check_func("map_batch", func)
-    _check_batch_size(batch_size)
+    check_int("batch_size", batch_size)
     _iter("map_batch", iterable)
     n = _len(iterable)
     return stream(
@@ -181,20 +185,19 @@ def apply_batch(
         **options,
     )
     _check_func("apply_batch", func)
-    _check_batch_size(batch_size)
+    check_int("batch_size", batch_size)
     apply_doc_batches(da, func, batch_size, shuffle, opts)
     return da
 
 
 def __getattr__(name: str) -> Any:
-    # The backends are imported on first use: `process` pulls in multiprocessing,
-    # cloudpickle and the shared-memory transport.
-    backends = {"SerialBackend": "serial", "ThreadBackend": "thread", "ProcessBackend": "process"}
-    if name in backends or name == "PoolBackend":
-        import importlib
-
-        module = importlib.import_module(f"docmill.parallel.{backends.get(name, 'pool')}")
-        return getattr(module, name)
+    # The backend classes by their class names (``parallel.ProcessBackend``), imported
+    # on first use from the registry: `process` pulls in multiprocessing, cloudpickle
+    # and the shared-memory transport.
+    for backend in BACKENDS:
+        entry = BACKENDS[backend]
+        if (entry.rpartition(":")[2] if isinstance(entry, str) else entry.__name__) == name:
+            return backend_class(backend)
     raise AttributeError(f"module 'docmill.parallel' has no attribute {name!r}")
 
 
@@ -202,11 +205,6 @@ def __getattr__(name: str) -> Any:
 def _check_func(caller: str, func: Any) -> None:
     if not callable(func):
         raise TypeError(f"{caller}() needs a callable func, got {type(func).__name__}")
-
-
-def _check_batch_size(batch_size: Any) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
 
 
 def _iter(caller: str, iterable: Any) -> Iterator[Any]:

@@ -50,7 +50,6 @@ Design points:
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future
@@ -59,7 +58,8 @@ from typing import Any
 
 from docmill.errors import RemoteTraceback, StartTimeout, WorkerCrashed, add_note
 from docmill.parallel._base import Backend
-from docmill.parallel._options import BACKENDS, Options
+from docmill.parallel._options import Options
+from docmill.parallel._registry import backend_class
 from docmill.parallel._runner import ChunkRunner
 
 __all__ = ["CHUNK_BYTES", "MAX_CHUNK", "TARGET_SECONDS", "describe_item", "make_backend", "stream"]
@@ -72,12 +72,7 @@ _GROWTH = 8
 
 def make_backend(options: Options) -> Backend:
     """Build the backend named by ``options.backend`` (imported on first use)."""
-    if options.backend == "pool":
-        from docmill.parallel.pool import PoolBackend
-
-        return PoolBackend(options)
-    module, _, cls = BACKENDS[options.backend].partition(":")
-    return getattr(importlib.import_module(module), cls)(options)
+    return backend_class(options.backend)(options)
 
 
 def describe_item(index: int, item: Any) -> str:
@@ -108,8 +103,8 @@ def stream(
     Nothing starts before the first ``next()``. With a known ``total``, no more
     workers start than there are items.
     """
-    if total is not None and options.pool is None and options.num_worker > max(1, total):
-        options = options.replace(num_worker=max(1, total))
+    if total is not None and options.num_workers > max(1, total):  # type: ignore[operator]
+        options = options.replace(num_workers=max(1, total))
     backend = make_backend(options)
     bar = _progress_bar(total, unit) if options.show_progress else None
     finished = False
@@ -132,18 +127,30 @@ class _Sizer:
     def __init__(
         self, backend: Backend, options: Options, total: int | None, auto_chunks: bool
     ) -> None:
+        caps = backend.capabilities
+        self.backend = backend if caps.elastic else None  # its worker count may change
         self.workers = max(1, backend.num_workers)
-        self.ahead = getattr(backend, "concurrent", True)  # False: never run ahead (serial)
+        self.ahead = caps.concurrent  # False: never run ahead (serial)
+        # chunks of this much work hide the backend's per-task cost behind <= 2%
+        self.target = max(TARGET_SECONDS, 50 * caps.task_overhead)
         self.window = options.window
         self.adapt = options.chunksize is None and options.timeout is None and auto_chunks
         self.size = options.chunksize or 1
-        self.cap = MAX_CHUNK
-        if total is not None:  # several chunks per worker, so none idles at the end
-            self.cap = max(1, min(MAX_CHUNK, total // (4 * self.workers)))
+        self.total = total
+        self.cap = self._cap()
         self.byte_cap = MAX_CHUNK
+
+    def _cap(self) -> int:
+        if self.total is None:
+            return MAX_CHUNK
+        # several chunks per worker, so none idles at the end
+        return max(1, min(MAX_CHUNK, self.total // (4 * self.workers)))
 
     def next_chunk(self, inflight: int, running: bool) -> int:
         """Items to take now (0: the window is full)."""
+        if self.backend is not None and self.backend.num_workers != self.workers:
+            self.workers = max(1, self.backend.num_workers)
+            self.cap = self._cap()
         n = self.size
         win = self.window or (2 * self.workers * n if self.ahead else n)
         n = min(n, win)
@@ -155,8 +162,8 @@ class _Sizer:
         self.size = min(self.size, self.byte_cap)
 
     def observe(self, n: int, seconds: float) -> None:
-        """A chunk of ``n`` items took ``seconds`` in the worker: aim at ``TARGET_SECONDS``."""
-        ideal = int(TARGET_SECONDS * n / seconds) if seconds > 0 else self.cap
+        """A chunk of ``n`` items took ``seconds`` in the worker: aim at ``self.target``."""
+        ideal = int(self.target * n / seconds) if seconds > 0 else self.cap
         self.size = max(1, min(self.cap, self.byte_cap, ideal, self.size * _GROWTH))
 
 

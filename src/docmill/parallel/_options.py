@@ -5,16 +5,16 @@ before any thread or process starts; every bad value raises ``ValueError`` or
 ``TypeError`` naming the value and how to fix it. Backends and the streaming core
 read the resolved fields and never re-check them.
 
-Fields (resolved values after validation):
+Generic fields (resolved values after validation):
 
 ==========================  ==================================================
 ``backend``                 registered backend name ('serial', 'thread',
                             'process', ...); ``'pool'`` when ``pool`` is given
-``num_worker``              int >= 1 (``None`` -> the cores this process may
-                            use, ``os.sched_getaffinity``; with ``pool`` ->
-                            the pool's size)
+``num_workers``             int >= 1 (the public keyword is legacy's
+                            ``num_worker``; ``None`` -> the backend's default,
+                            else the cores this process may use)
 ``chunksize``               int >= 1 or ``None`` (adaptive, see ``_core``)
-``window``                  int >= 1 or ``None`` (2 x num_worker x chunksize)
+``window``                  int >= 1 or ``None`` (2 x workers x chunksize)
 ``timeout``                 seconds (> 0) per item / batch, or ``None``
 ``ordered``                 bool: results in input order, else as completed
 ``initializer, initargs``   run ``initializer(*initargs)`` once per worker
@@ -22,18 +22,18 @@ Fields (resolved values after validation):
                             ``func``, run the initializer); ``None`` -> 600
 ``max_tasks_per_worker``    int >= 1 or ``None``: replace a worker after that
                             many tasks (a task is one chunk)
-``start_method``            None or 'fork' / 'spawn' / 'forkserver' (process)
-``transport``               'shm' (shared memory for large buffers) or 'pickle'
-``shm_threshold``           bytes; a task / result whose arrays add up to at
-                            least this moves them through shm
 ``show_progress``           bool: draw a tqdm bar
 ``pool``                    a user's ``multiprocessing.pool.Pool`` /
                             ``ThreadPool`` or ``concurrent.futures.Executor``,
                             used as is and never closed
+``backend_options``         the chosen backend's own options (an instance of
+                            its ``options_class``), e.g. the process backend's
+                            ``start_method``, ``transport``, ``shm_threshold``
 ==========================  ==================================================
 
-Process-only options (``start_method``, ``transport``, ``shm_threshold``) are
-accepted and ignored by the other backends.
+A backend's own options are passed as keywords like the generic ones (or as a
+``backend_options={...}`` mapping) and validated by its options class; an option
+the chosen backend does not take is a ``TypeError`` naming the backend that does.
 """
 
 from __future__ import annotations
@@ -41,26 +41,18 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BACKENDS", "Options", "usable_cores"]
+from docmill._checks import check_int, check_seconds
+from docmill.parallel._registry import BACKENDS, backend_class
 
-#: Registry of backend names -> ``"module:Class"`` (imported lazily, on first
-#: use). A new engine (dask, ray) is one module with a ``Backend`` subclass whose
-#: constructor takes an :class:`Options`, plus one line here.
-BACKENDS: dict[str, str] = {
-    "serial": "docmill.parallel.serial:SerialBackend",
-    "thread": "docmill.parallel.thread:ThreadBackend",
-    "process": "docmill.parallel.process:ProcessBackend",
-}
+__all__ = ["DEFAULT_INIT_TIMEOUT", "Options", "usable_cores"]
 
-TRANSPORTS = ("shm", "pickle")
 #: seconds a worker may take to start (load func, run the initializer) by default:
 #: long enough to load a large model, short of a hang
 DEFAULT_INIT_TIMEOUT = 600.0
-START_METHODS = ("fork", "spawn", "forkserver")
 
 
 def usable_cores() -> int:
@@ -76,7 +68,7 @@ class Options:
     """The validated options of one map. Build it with :meth:`from_kwargs`."""
 
     backend: str = "thread"
-    num_worker: int | None = None
+    num_workers: int | None = None
     chunksize: int | None = None
     window: int | None = None
     timeout: float | None = None
@@ -85,68 +77,41 @@ class Options:
     initargs: tuple[Any, ...] = ()
     init_timeout: float | None = None
     max_tasks_per_worker: int | None = None
-    start_method: str | None = None
-    transport: str = "shm"
-    shm_threshold: int = 64 * 1024
     show_progress: bool = False
     pool: Any = field(default=None, compare=False)
+    backend_options: Any = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: resolved values are written once, here
 
         if self.pool is not None:
-            kind = pool_kind(self.pool)
-            if kind is None:
-                raise TypeError(
-                    f"pool must be a multiprocessing.pool.Pool / ThreadPool or a "
-                    f"concurrent.futures.Executor, got {type(self.pool).__name__}; "
-                    f"pass pool=None to let docmill start its own workers"
-                )
-            if self.initializer is not None:
-                raise ValueError(
-                    "initializer cannot be used with pool=...: your pool's workers are "
-                    "already running; give the initializer to the pool when you create it"
-                )
-            if self.max_tasks_per_worker is not None:
-                raise ValueError(
-                    "max_tasks_per_worker cannot be used with pool=...: set it on your "
-                    "pool (Pool(maxtasksperchild=...)) instead"
-                )
             set_(self, "backend", "pool")
+        elif self.backend == "pool":
+            raise ValueError("backend='pool' runs on a pool of yours: pass it as pool=...")
         elif not isinstance(self.backend, str) or self.backend not in BACKENDS:
             raise ValueError(
                 f"unknown backend {self.backend!r}; valid backends are: "
-                f"{', '.join(repr(b) for b in BACKENDS)}"
+                f"{', '.join(repr(b) for b in BACKENDS if b != 'pool')} (or pool=...)"
             )
-
-        if self.num_worker is None:
-            n = pool_size(self.pool) if self.pool is not None else None
-            set_(self, "num_worker", n or usable_cores())
-        else:
-            _check_int("num_worker", self.num_worker, "or None to use every usable core")
+        cls = backend_class(self.backend)
 
         if self.chunksize is not None:
-            _check_int("chunksize", self.chunksize, "or None to size chunks automatically")
-        if self.window is not None:
-            _check_int("window", self.window, "or None for 2 x num_worker x chunksize")
-        if self.max_tasks_per_worker is not None:
-            _check_int("max_tasks_per_worker", self.max_tasks_per_worker, "or None (never)")
-
-        if self.timeout is not None:
-            set_(self, "timeout", _seconds("timeout", self.timeout, "or None for no limit"))
-        if self.init_timeout is None:
-            set_(self, "init_timeout", DEFAULT_INIT_TIMEOUT)
-        else:
-            set_(
-                self,
-                "init_timeout",
-                _seconds("init_timeout", self.init_timeout, f"or None ({DEFAULT_INIT_TIMEOUT:g})"),
+            check_int(
+                "chunksize", self.chunksize, alternative="or None to size chunks automatically"
             )
+        if self.window is not None:
+            check_int("window", self.window, alternative="or None for 2 x workers x chunksize")
+        if self.max_tasks_per_worker is not None:
+            check_int("max_tasks_per_worker", self.max_tasks_per_worker, alternative="or None")
+        if self.timeout is not None:
+            set_(self, "timeout", check_seconds("timeout", self.timeout, "or None for no limit"))
+        init_timeout = DEFAULT_INIT_TIMEOUT if self.init_timeout is None else self.init_timeout
+        alt = f"or None ({DEFAULT_INIT_TIMEOUT:g})"
+        set_(self, "init_timeout", check_seconds("init_timeout", init_timeout, alt))
 
         for name in ("ordered", "show_progress"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-
         if self.initializer is not None and not callable(self.initializer):
             raise TypeError(
                 f"initializer must be a callable run once per worker, got "
@@ -162,33 +127,32 @@ class Options:
         if self.initargs and self.initializer is None:
             raise ValueError("initargs was given without an initializer; pass initializer=...")
 
-        if self.start_method is not None and self.start_method not in START_METHODS:
-            raise ValueError(
-                f"unknown start_method {self.start_method!r}; valid values are "
-                f"{', '.join(map(repr, START_METHODS))} or None (the platform default)"
-            )
-        if self.transport not in TRANSPORTS:
-            raise ValueError(
-                f"unknown transport {self.transport!r}; valid values are "
-                f"{', '.join(map(repr, TRANSPORTS))}"
-            )
-        t = self.shm_threshold
-        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
-            raise ValueError(f"shm_threshold must be a number of bytes >= 0, got {t!r}")
+        cls.check(self)
+        set_(self, "backend_options", _backend_options(cls, self.backend_options))
+        if self.num_workers is None:
+            set_(self, "num_workers", cls.default_workers(self) or usable_cores())
+        else:
+            check_int("num_worker", self.num_workers, alternative="or None for the default")
 
     @classmethod
     def from_kwargs(cls, caller: str = "map", **kwargs: Any) -> Options:
-        """Build options from keywords; an unknown keyword raises ``TypeError`` naming
-        the closest valid one."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in kwargs:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+        """Build options from the public keywords (``num_worker`` is legacy's name for
+        ``num_workers``); an unknown keyword raises ``TypeError`` naming the closest
+        valid one, or the backend that takes it."""
+        if "num_worker" in kwargs:
+            kwargs["num_workers"] = kwargs.pop("num_worker")
+        generic = {f.name for f in dataclasses.fields(cls)}
+        own = {k: kwargs.pop(k) for k in list(kwargs) if k not in generic}
+        if own:
+            given = kwargs.get("backend_options")
+            if given is not None and not isinstance(given, Mapping):
                 raise TypeError(
-                    f"{caller}() got an unknown option {key!r}{hint} "
-                    f"(valid options: {', '.join(names)})"
+                    f"{caller}() got {', '.join(own)} and backend_options={given!r}: pass "
+                    f"the backend's options one way, as keywords or as a backend_options dict"
                 )
+            backend = "pool" if kwargs.get("pool") is not None else kwargs.get("backend", "thread")
+            _check_own_options(caller, backend, own)
+            kwargs["backend_options"] = {**(given or {}), **own}
         return cls(**kwargs)
 
     def replace(self, **changes: Any) -> Options:
@@ -196,30 +160,51 @@ class Options:
         return dataclasses.replace(self, **changes)
 
 
-def pool_kind(pool: Any) -> str | None:
-    """'executor' for a concurrent.futures Executor, 'mp' for a multiprocessing pool."""
-    from concurrent.futures import Executor
-    from multiprocessing.pool import Pool
-
-    if isinstance(pool, Executor):
-        return "executor"
-    if isinstance(pool, Pool):  # ThreadPool is a Pool subclass
-        return "mp"
-    return None
+def _option_names(cls: type) -> list[str]:
+    opts = getattr(cls, "options_class", None)
+    return [f.name for f in dataclasses.fields(opts)] if opts is not None else []
 
 
-def pool_size(pool: Any) -> int | None:
-    """How many workers a user's pool runs, when it says so."""
-    n = getattr(pool, "_max_workers", None) or getattr(pool, "_processes", None)
-    return n if isinstance(n, int) and n > 0 else None
+def _backend_options(cls: type, given: Any) -> Any:
+    """The backend's options object from ``None``, a mapping, or an instance of it."""
+    opts = cls.options_class
+    if opts is None:
+        if given:
+            raise TypeError(f"backend {cls.name!r} takes no options of its own, got {given!r}")
+        return None
+    if given is None:
+        return opts()
+    if isinstance(given, opts):
+        return given
+    if not isinstance(given, Mapping):
+        raise TypeError(
+            f"backend_options must be a dict of backend {cls.name!r}'s options "
+            f"({', '.join(_option_names(cls))}), got {type(given).__name__}"
+        )
+    _check_own_options("map", cls.name, dict(given))
+    return opts(**given)
 
 
-def _seconds(name: str, value: Any, alternative: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name} must be a number of seconds > 0, {alternative}; got {value!r}")
-    return float(value)
-
-
-def _check_int(name: str, value: Any, alternative: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, {alternative}; got {value!r}")
+def _check_own_options(caller: str, backend: Any, own: dict[str, Any]) -> None:
+    """``TypeError`` for a keyword that is neither generic nor the backend's own."""
+    taken = _option_names(backend_class(backend)) if backend in BACKENDS else []
+    for key in own:
+        if key in taken:
+            continue
+        others = [
+            name
+            for name in BACKENDS
+            if name != backend and key in _option_names(backend_class(name))
+        ]
+        if others:
+            raise TypeError(
+                f"{caller}() got {key}=, an option of backend {others[0]!r}; backend "
+                f"{backend!r} does not take it (pass backend={others[0]!r} or drop {key}=)"
+            )
+        names = sorted({f.name for f in dataclasses.fields(Options)} - {"backend_options"})
+        names = ["num_worker" if n == "num_workers" else n for n in names] + taken
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TypeError(
+            f"{caller}() got an unknown option {key!r}{hint} (valid options: {', '.join(names)})"
+        )

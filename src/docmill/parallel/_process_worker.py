@@ -30,6 +30,7 @@ from typing import Any
 import cloudpickle
 
 from docmill.errors import RemoteTraceback
+from docmill.parallel._runner import provide_worker_state
 
 __all__ = ["READY", "RemoteError", "worker_main"]
 
@@ -99,6 +100,8 @@ def worker_main(conn: Any, blob: bytes, parent_pid: int, method: str) -> None:
     if method == "fork":
         _fresh_std_streams()
     _keep_freed_memory()
+    state: dict = {}  # one worker per process: threads started by func share its state
+    provide_worker_state(lambda: state)
     where = f"worker process {os.getpid()}"
     try:
         fn, endpoint, initializer, initargs = pickle.loads(blob)

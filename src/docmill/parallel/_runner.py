@@ -29,9 +29,40 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-__all__ = ["ChunkRunner", "UnpicklableError", "call_pickled", "worker_state"]
+__all__ = [
+    "ChunkRunner",
+    "UnpicklableError",
+    "call_pickled",
+    "provide_worker_state",
+    "worker_state",
+]
 
 _local = threading.local()
+
+
+def _per_thread() -> dict[str, Any]:
+    state = getattr(_local, "state", None)
+    if state is None:
+        state = _local.state = {}
+    return state
+
+
+_provider: Callable[[], dict[str, Any]] = _per_thread
+
+
+def provide_worker_state(provider: Callable[[], dict[str, Any]] | None) -> None:
+    """Where :func:`worker_state` finds its dict in this process (None: one per thread,
+    the default).
+
+    A backend whose workers are not one thread each installs its own in the worker
+    process, once: the process backend a dict per process (so threads started by
+    ``func`` share it), an engine whose worker runs tasks on several threads (a Dask
+    worker) a dict per worker, set up by its worker hook and read by every task thread.
+    """
+    global _provider
+    if provider is not None and not callable(provider):
+        raise TypeError(f"provider must be a callable returning a dict, got {provider!r}")
+    _provider = provider or _per_thread
 
 
 def worker_state() -> dict[str, Any]:
@@ -47,12 +78,10 @@ def worker_state() -> dict[str, Any]:
         da.apply(embed, backend="process", initializer=load)
 
     Each worker thread, each worker process, and the caller (``backend='serial'``)
-    sees its own dict; it lives as long as the worker.
+    sees its own dict; it lives as long as the worker (a backend decides what one
+    worker is, see :func:`provide_worker_state`).
     """
-    state = getattr(_local, "state", None)
-    if state is None:
-        state = _local.state = {}
-    return state
+    return _provider()
 
 
 class UnpicklableError(RuntimeError):

@@ -21,21 +21,23 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from docmill.document import FIELDS, Document, _rebuild
-
 __all__ = [
     "ALIGN",
     "MIN_BUFFER",
+    "REDUCERS",
     "Message",
     "encode",
     "is_plain",
     "layout",
     "make_message",
     "parse",
+    "reducer_modules",
+    "register_reducer",
 ]
 
 #: Buffers start on cache-line boundaries inside a segment: aligned for every dtype.
@@ -45,13 +47,25 @@ MIN_BUFFER = 4096
 
 _SHM = 0x53  # "S"
 _HEAD = struct.Struct("<BHHIQ")
-_BLOB = FIELDS.index("blob")  # position of Document.blob in Document._get_state()
+
+#: type -> ``reduce(obj, min_buffer)``: a reduce tuple (whose args may hold
+#: ``pickle.PickleBuffer`` s to send out of band) or NotImplemented. The codec knows no
+#: model class: the model's layer registers its own (the Document reducer is in
+#: :mod:`docmill.parallel._inplace`).
+REDUCERS: dict[type, Callable[[Any, int], Any]] = {}
+_REGISTRANTS: dict[str, None] = {}  # modules whose import registers reducers, in order
 
 
-def _rebuild_with_blob(state: tuple, blob: Any) -> Document:
-    d = _rebuild(state)
-    d.blob = bytes(blob)  # bytes cannot wrap foreign memory: the one copy on this side
-    return d
+def register_reducer(cls: type, reduce: Callable[[Any, int], Any]) -> None:
+    """Reduce instances of exactly ``cls`` with ``reduce`` (see :data:`REDUCERS`), in
+    this process and in every worker started afterwards."""
+    REDUCERS[cls] = reduce
+    _REGISTRANTS[reduce.__module__] = None
+
+
+def reducer_modules() -> tuple[str, ...]:
+    """The modules a worker imports to register the same reducers as this process."""
+    return tuple(_REGISTRANTS)
 
 
 def _as_dtype(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -96,20 +110,10 @@ def _taker(min_buffer: int, buffers: list) -> Any:
     return take
 
 
-def _reduce(obj: Any, min_buffer: int) -> Any:
-    """The reductions docmill's picklers add (see :class:`_Pickler`), or NotImplemented."""
-    # Called once per object of a non-builtin type (not per int, str, dict, ...).
-    t = type(obj)
-    if t is Document:
-        # Reduced here rather than by Document.__reduce__: one Python call per
-        # Document instead of two (this hook, then the method).
-        state = obj._get_state()
-        blob = state[_BLOB]
-        if type(blob) is bytes and len(blob) >= min_buffer:
-            state = (*state[:_BLOB], None, *state[_BLOB + 1 :])
-            return _rebuild_with_blob, (state, pickle.PickleBuffer(blob))
-        return _rebuild, (state,)
-    if t is np.ndarray:
+def _reduce_array(obj: Any, min_buffer: int) -> Any:
+    """The reductions docmill's picklers add for ndarrays (see :class:`_Pickler`), or
+    NotImplemented."""
+    if type(obj) is np.ndarray:
         if obj.nbytes < min_buffer or obj.dtype.hasobject:
             return NotImplemented
         if not obj.flags.c_contiguous and not obj.flags.f_contiguous:
@@ -138,7 +142,11 @@ class _Pickler(pickle.Pickler):
         self._min = min_buffer
 
     def reducer_override(self, obj: Any) -> Any:
-        return _reduce(obj, self._min)
+        # called once per object of a non-builtin type (not per int, str, dict, ...)
+        registered = REDUCERS.get(type(obj))
+        if registered is not None:
+            return registered(obj, self._min)
+        return _reduce_array(obj, self._min)
 
     @staticmethod
     def dumps(obj: Any) -> bytes:
@@ -160,7 +168,8 @@ def _cloud() -> Any:
                 self._min = min_buffer
 
             def reducer_override(self, obj: Any) -> Any:
-                r = _reduce(obj, self._min)
+                registered = REDUCERS.get(type(obj))
+                r = (registered or _reduce_array)(obj, self._min)
                 return super().reducer_override(obj) if r is NotImplemented else r
 
             @staticmethod

@@ -20,15 +20,16 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from functools import partial
-from multiprocessing.pool import ThreadPool
-from time import monotonic
-from typing import Any
+from multiprocessing.pool import Pool, ThreadPool
+from typing import TYPE_CHECKING, Any
 
-from docmill.parallel._base import Backend
-from docmill.parallel._options import Options, pool_kind
+from docmill.parallel._base import Backend, Capabilities, Watchdog, settle
 from docmill.parallel._runner import call_pickled
+
+if TYPE_CHECKING:
+    from docmill.parallel._options import Options
 
 __all__ = ["PoolBackend"]
 
@@ -37,20 +38,47 @@ class PoolBackend(Backend):
     """Adapter for a caller's pool (see the module docstring)."""
 
     name = "pool"
+    capabilities = Capabilities(task_overhead=200e-6, worker_hooks=False)
+
+    @classmethod
+    def check(cls, options: Options) -> None:
+        if not isinstance(options.pool, Executor | Pool):  # ThreadPool is a Pool subclass
+            raise TypeError(
+                f"pool must be a multiprocessing.pool.Pool / ThreadPool or a "
+                f"concurrent.futures.Executor, got {type(options.pool).__name__}; "
+                f"pass pool=None to let docmill start its own workers"
+            )
+        if options.initializer is not None:
+            raise ValueError(
+                "initializer cannot be used with pool=...: your pool's workers are "
+                "already running; give the initializer to the pool when you create it"
+            )
+        if options.max_tasks_per_worker is not None:
+            raise ValueError(
+                "max_tasks_per_worker cannot be used with pool=...: set it on your "
+                "pool (Pool(maxtasksperchild=...)) instead"
+            )
+
+    @classmethod
+    def default_workers(cls, options: Options) -> int | None:
+        """The pool's size, when it says so."""
+        pool = options.pool
+        n = getattr(pool, "_max_workers", None) or getattr(pool, "_processes", None)
+        return n if isinstance(n, int) and n > 0 else None
 
     def __init__(self, options: Options) -> None:
         self._pool = options.pool
-        self._kind = pool_kind(options.pool)
-        self.num_workers = options.num_worker
+        self._executor = isinstance(options.pool, Executor)
+        self.num_workers = options.num_workers  # type: ignore[assignment]
         self._in_process = isinstance(options.pool, ThreadPool | ThreadPoolExecutor)
+        if self._in_process:
+            self.capabilities = Capabilities(worker_hooks=False)  # a thread hand-off
         self._call: Callable[[Any], Any] | None = None
         self._lock = threading.Lock()
         self._waiting: deque[tuple[Future, Any, float | None]] = deque()
         self._handed = 0
         self._inner: dict[Future, Future] = {}  # outer -> executor future (to cancel)
-        self._deadlines: dict[Future, float] = {}
-        self._watchdog: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._watchdog = Watchdog("docmill-pool-watchdog")
         self._closed = False
 
     # ------------------------------------------------------------------ Backend
@@ -66,11 +94,6 @@ class PoolBackend(Backend):
         if self._closed:
             raise RuntimeError("PoolBackend.submit() after shutdown()")
         outer: Future = Future()
-        if timeout is not None and self._watchdog is None:
-            self._watchdog = threading.Thread(
-                target=self._watch, name="docmill-pool-watchdog", daemon=True
-            )
-            self._watchdog.start()
         with self._lock:
             hand = self._handed < self.num_workers
             if hand:
@@ -94,9 +117,7 @@ class PoolBackend(Backend):
         if cancel:
             for f in inner:
                 f.cancel()  # only succeeds for tasks the pool has not started
-        self._stopping.set()
-        if self._watchdog is not None and self._watchdog is not threading.current_thread():
-            self._watchdog.join(2.0)
+        self._watchdog.stop()
 
     # ------------------------------------------------------------------ internals
     def _hand(self, outer: Future, task: Any, timeout: float | None) -> None:
@@ -105,9 +126,9 @@ class PoolBackend(Backend):
             self._release()
             return
         if timeout is not None:
-            self._deadlines[outer] = monotonic() + timeout
+            self._watchdog.arm(outer, timeout, partial(_time_out, outer))
         try:
-            if self._kind == "executor":
+            if self._executor:
                 inner = self._pool.submit(self._call, task)
                 self._inner[outer] = inner
                 inner.add_done_callback(partial(self._from_future, outer))
@@ -132,17 +153,11 @@ class PoolBackend(Backend):
     def _finish(
         self, outer: Future, result: Any, error: BaseException | None, cancelled: bool = False
     ) -> None:
-        self._deadlines.pop(outer, None)
+        self._watchdog.disarm(outer)
         self._inner.pop(outer, None)
-        try:
-            if cancelled:
-                outer.set_exception(RuntimeError("the pool cancelled the task"))
-            elif error is None:
-                outer.set_result(result)
-            else:
-                outer.set_exception(error)
-        except InvalidStateError:  # already failed by the watchdog
-            pass
+        if cancelled:
+            error = RuntimeError("the pool cancelled the task")
+        settle(outer, result, error)  # unless the watchdog failed it already
         self._release()
 
     def _release(self) -> None:
@@ -154,12 +169,6 @@ class PoolBackend(Backend):
             nxt = self._waiting.popleft()
         self._hand(*nxt)
 
-    def _watch(self) -> None:
-        while not self._stopping.wait(0.02):
-            now = monotonic()
-            for outer, end in list(self._deadlines.items()):
-                if end <= now and self._deadlines.pop(outer, None) is not None:
-                    try:
-                        outer.set_exception(TimeoutError("the task ran longer than its timeout"))
-                    except InvalidStateError:
-                        pass
+
+def _time_out(f: Future) -> None:
+    settle(f, error=TimeoutError("the task ran longer than its timeout"))

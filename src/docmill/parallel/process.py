@@ -54,19 +54,26 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError, Future, InvalidStateError
+from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
+from docmill._checks import check_int
 from docmill.errors import StartTimeout, WorkerCrashed
-from docmill.parallel._base import Backend
-from docmill.parallel._options import Options
+from docmill.parallel._base import Backend, Capabilities, settle, start_timeout
 from docmill.parallel._process_worker import READY, worker_main
 from docmill.parallel.transport import Transport
 
-__all__ = ["ProcessBackend", "default_start_method", "make_transport"]
+if TYPE_CHECKING:
+    from docmill.parallel._options import Options
+
+__all__ = ["ProcessBackend", "ProcessOptions", "default_start_method"]
+
+START_METHODS = ("fork", "spawn", "forkserver")
+TRANSPORTS = ("shm", "pickle")
 
 #: Tasks sent to one worker before its earlier ones finished: the second one waits
 #: in the worker's pipe, so the worker starts it without a round trip to the parent.
@@ -98,12 +105,32 @@ def default_start_method() -> str:
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def make_transport(options: Options) -> Transport:
-    """The transport for one map (the one place that chooses it): shared memory for
-    large buffers, or everything through the pipes with ``transport='pickle'``."""
-    from docmill.parallel import shm
+@dataclass(frozen=True)
+class ProcessOptions:
+    """The process backend's own options (keywords of ``map`` and friends).
 
-    return shm.make_transport(options.transport, options.shm_threshold)
+    ``start_method``: None (see the module docstring) or 'fork' / 'spawn' /
+    'forkserver'. ``transport``: 'shm' (large buffers through shared memory) or
+    'pickle' (everything through the pipes). ``shm_threshold``: bytes; a task or
+    result whose arrays add up to at least this moves them through shm.
+    """
+
+    start_method: str | None = None
+    transport: str = "shm"
+    shm_threshold: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        if self.start_method is not None and self.start_method not in START_METHODS:
+            raise ValueError(
+                f"unknown start_method {self.start_method!r}; valid values are "
+                f"{', '.join(map(repr, START_METHODS))} or None (the platform default)"
+            )
+        if self.transport not in TRANSPORTS:
+            raise ValueError(
+                f"unknown transport {self.transport!r}; valid values are "
+                f"{', '.join(map(repr, TRANSPORTS))}"
+            )
+        check_int("shm_threshold", self.shm_threshold, 0, unit="bytes")
 
 
 class _Task:
@@ -154,14 +181,18 @@ class _Worker:
 
 
 class ProcessBackend(Backend):
-    """Runs ``fn(task)`` in ``options.num_worker`` worker processes (see the module docstring)."""
+    """Runs ``fn(task)`` in ``options.num_workers`` worker processes (see the module docstring)."""
 
     name = "process"
+    capabilities = Capabilities(task_overhead=200e-6, isolated=True)
+    options_class = ProcessOptions
 
     def __init__(self, options: Options) -> None:
         self._options = options
-        self.num_workers = options.num_worker or 1
-        self._method = options.start_method or default_start_method()
+        self.num_workers = options.num_workers  # type: ignore[assignment]
+        own: ProcessOptions = options.backend_options
+        self._own = own
+        self._method = own.start_method or default_start_method()
         self._ctx = multiprocessing.get_context(self._method)
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)  # feeder: work or a free worker
@@ -179,8 +210,12 @@ class ProcessBackend(Backend):
     def start(self, fn: Callable[[Any], Any]) -> None:
         if self._state != "new":
             raise RuntimeError("this ProcessBackend was already started; create a new one")
+        from docmill.parallel import shm
+
         opts = self._options
-        self._transport = transport = make_transport(opts)
+        self._transport = transport = shm.make_transport(
+            self._own.transport, self._own.shm_threshold
+        )
         try:
             self._blob = cloudpickle.dumps(
                 (fn, transport.endpoint(), opts.initializer, opts.initargs)
@@ -568,14 +603,8 @@ class ProcessBackend(Backend):
                 if not w.ready and w.kill_at is None and now - w.born > limit
             ]
         if stuck:
-            init = self._options.initializer
-            what = f"the initializer {getattr(init, '__qualname__', init)!r}" if init else "startup"
-            msg = (
-                f"worker process {stuck[0].pid} did not finish starting ({what}) within "
-                f"init_timeout={limit:g} s, so no task can run; raise init_timeout= or "
-                f"find what the start waits for"
-            )
-            self._break(lambda: StartTimeout(msg))
+            error = start_timeout(f"worker process {stuck[0].pid}", self._options)
+            self._break(lambda: StartTimeout(str(error)))
         with self._lock:
             for w in self._workers:
                 if w.kill_at is not None:
@@ -599,16 +628,10 @@ class ProcessBackend(Backend):
     def _finish(self, task: _Task, exc: BaseException | None, result: Any = None) -> None:
         """Settle a task's future (never under the lock: its callbacks may submit)."""
         self._transport.release(task.lease)  # type: ignore[union-attr]
-        future = task.future
-        try:
-            if not task.dispatched and exc is not None and isinstance(exc, CancelledError):
-                future.cancel()
-            elif exc is not None:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-        except InvalidStateError:
-            pass  # cancelled or settled by shutdown meanwhile
+        if not task.dispatched and isinstance(exc, CancelledError):
+            task.future.cancel()
+        else:
+            settle(task.future, result, exc)  # unless cancelled or settled by shutdown meanwhile
 
     def _break(self, make_exc: Callable[[], BaseException]) -> None:
         """No task can run any more (initializer failed, workers keep dying): fail

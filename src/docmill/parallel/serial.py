@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from docmill.parallel._base import Backend
-from docmill.parallel._options import Options
+from docmill.parallel._base import Backend, Capabilities, settle
+
+if TYPE_CHECKING:
+    from docmill.parallel._options import Options
 
 __all__ = ["SerialBackend"]
 
@@ -26,8 +28,12 @@ class SerialBackend(Backend):
 
     name = "serial"
     num_workers = 1
-    #: the core reads this: no work is started ahead of the consumer
-    concurrent = False
+    #: nothing is started ahead of the consumer
+    capabilities = Capabilities(concurrent=False, task_overhead=1e-6)
+
+    @classmethod
+    def default_workers(cls, options: Options) -> int | None:
+        return 1
 
     def __init__(self, options: Options) -> None:
         self._options = options
@@ -46,12 +52,12 @@ class SerialBackend(Backend):
         try:
             result = self._fn(task)
         except BaseException as e:
-            f.set_exception(e)
+            settle(f, error=e)
             return f
         if timeout is not None and perf_counter() - t0 > timeout:
-            f.set_exception(TimeoutError(f"the task ran longer than {timeout:g} s"))
+            settle(f, error=TimeoutError(f"the task ran longer than {timeout:g} s"))
         else:
-            f.set_result(result)
+            settle(f, result)
         return f
 
     def shutdown(self, cancel: bool = False) -> None:

@@ -62,6 +62,7 @@ missing, :func:`make_transport` returns a :class:`PickleTransport`.
 from __future__ import annotations
 
 import fcntl
+import importlib
 import itertools
 import mmap
 import os
@@ -75,7 +76,14 @@ from typing import Any
 
 import numpy as np
 
-from docmill.parallel._shm_codec import encode, is_plain, layout, make_message, parse
+from docmill.parallel._shm_codec import (
+    encode,
+    is_plain,
+    layout,
+    make_message,
+    parse,
+    reducer_modules,
+)
 from docmill.parallel.transport import Endpoint, PickleTransport, Transport, dumps
 
 __all__ = [
@@ -118,7 +126,6 @@ def make_transport(kind: str = "shm", threshold: int = DEFAULT_THRESHOLD) -> Tra
         return PickleTransport()
     if kind != "shm":
         raise ValueError(f"unknown transport {kind!r}; valid values are 'shm', 'pickle'")
-    _check_threshold(threshold)
     if not shm_available():
         return PickleTransport()
     try:
@@ -310,11 +317,6 @@ def _create_marker(path: str) -> int:
     return fd
 
 
-def _check_threshold(threshold: Any) -> None:
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
-        raise ValueError(f"shm_threshold must be a number of bytes >= 0, got {threshold!r}")
-
-
 # ---------------------------------------------------------------------- parent side
 class _Segment:
     """A segment the parent owns, with the parent's mapping of it (once it has one)."""
@@ -421,7 +423,6 @@ class ShmTransport(Transport):
     """
 
     def __init__(self, threshold: int = DEFAULT_THRESHOLD, directory: str = SHM_DIR) -> None:
-        _check_threshold(threshold)
         self.threshold = threshold
         sweep_orphans(directory)
         self._st = st = _State(directory, f"{NAME_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-")
@@ -577,10 +578,13 @@ class _WorkerEndpoint(Endpoint):
         self._calls = 0
 
     def __getstate__(self) -> tuple:
-        return (self._dir, self._prefix, self._threshold)
+        return (self._dir, self._prefix, self._threshold, reducer_modules())
 
     def __setstate__(self, state: tuple) -> None:
-        self.__init__(*state)
+        *args, modules = state
+        for name in modules:  # a spawned worker: register the parent's reducers here too
+            importlib.import_module(name)
+        self.__init__(*args)
 
     def loads(self, payload: bytes) -> Any:
         self._calls += 1

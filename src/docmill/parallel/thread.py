@@ -22,13 +22,15 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from docmill.errors import StartTimeout, add_note
-from docmill.parallel._base import Backend
-from docmill.parallel._options import Options
+from docmill.errors import add_note
+from docmill.parallel._base import Backend, Capabilities, Watchdog, settle, start_timeout
+
+if TYPE_CHECKING:
+    from docmill.parallel._options import Options
 
 __all__ = ["ThreadBackend"]
 
@@ -37,24 +39,20 @@ _JOIN_SECONDS = 2.0  # total time shutdown() waits for threads to finish
 
 
 class ThreadBackend(Backend):
-    """Runs ``fn(task)`` on ``options.num_worker`` daemon threads."""
+    """Runs ``fn(task)`` on ``options.num_workers`` daemon threads."""
 
     name = "thread"
+    capabilities = Capabilities(task_overhead=20e-6)
 
     def __init__(self, options: Options) -> None:
-        self.num_workers = options.num_worker
+        self.num_workers = options.num_workers  # type: ignore[assignment]
         self._options = options
         self._fn: Callable[[Any], Any] | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
-        # thread -> (future, deadline) of the task it runs, when that task has a timeout
-        self._deadlines: dict[threading.Thread, tuple[Future, float]] = {}
-        self._abandoned: set[threading.Thread] = set()
-        # thread -> deadline of its initializer (init_timeout)
-        self._starting: dict[threading.Thread, float] = {}
-        self._watchdog: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._abandoned: set[threading.Thread] = set()  # timed out in func (or its initializer)
+        self._watchdog = Watchdog("docmill-thread-watchdog")
         self._broken: BaseException | None = None
         self._closed = False
 
@@ -64,17 +62,6 @@ class ThreadBackend(Backend):
         with self._lock:
             for _ in range(self.num_workers):
                 self._spawn()
-        if self._options.initializer is not None:
-            self._start_watchdog()
-
-    def _start_watchdog(self) -> None:
-        with self._lock:
-            if self._watchdog is not None:
-                return
-            self._watchdog = threading.Thread(
-                target=self._watch, name="docmill-thread-watchdog", daemon=True
-            )
-        self._watchdog.start()
 
     def submit(self, task: Any, timeout: float | None = None) -> Future:
         f: Future = Future()
@@ -83,8 +70,6 @@ class ThreadBackend(Backend):
         if self._broken is not None:
             f.set_exception(self._broken)
             return f
-        if timeout is not None and self._watchdog is None:
-            self._start_watchdog()
         self._queue.put((f, task, timeout))
         return f
 
@@ -99,12 +84,12 @@ class ThreadBackend(Backend):
             self._drain()
         for _ in threads:
             self._queue.put(_STOP)
-        self._stopping.set()
+        self._watchdog.stop()
         deadline = monotonic() + _JOIN_SECONDS
-        for t in [*threads, self._watchdog]:
+        for t in threads:
             # a thread stuck in func cannot be stopped; it is a daemon and exits
             # when func returns (it then finds the backend closed)
-            if t is not None and t not in stuck and t is not threading.current_thread():
+            if t not in stuck and t is not threading.current_thread():
                 t.join(max(0.0, deadline - monotonic()))
         self._fn = None
 
@@ -120,17 +105,20 @@ class ThreadBackend(Backend):
         opts = self._options
         try:
             if opts.initializer is not None:
-                with self._lock:
-                    self._starting[me] = monotonic() + opts.init_timeout  # type: ignore[operator]
+                self._watchdog.arm(
+                    me,
+                    opts.init_timeout,  # type: ignore[arg-type]
+                    lambda me=me: self._start_timed_out(me),
+                )
                 try:
                     opts.initializer(*opts.initargs)
-                    with self._lock:
-                        self._starting.pop(me, None)
                 except BaseException as e:
                     add_note(e, "(raised by the initializer of a docmill thread worker)")
                     self._broken = e
                     self._fail_all(e)
                     return
+                finally:
+                    self._watchdog.disarm(me)
             fn = self._fn
             todo = opts.max_tasks_per_worker or -1
             get = self._queue.get
@@ -142,21 +130,19 @@ class ThreadBackend(Backend):
                 if not f.set_running_or_notify_cancel():
                     continue
                 if self._broken is not None:  # another worker's initializer failed
-                    _settle(f, None, self._broken)
+                    settle(f, error=self._broken)
                     continue
                 if timeout is not None:
-                    with self._lock:
-                        self._deadlines[me] = (f, monotonic() + timeout)
+                    self._watchdog.arm(me, timeout, lambda me=me, f=f: self._timed_out(me, f))
                 try:
                     result = fn(task)
                 except BaseException as e:
-                    _settle(f, None, e)
+                    settle(f, error=e)
                 else:
-                    _settle(f, result, None)
+                    settle(f, result)
                 finally:
                     if timeout is not None:
-                        with self._lock:
-                            self._deadlines.pop(me, None)
+                        self._watchdog.disarm(me)
                 if me in self._abandoned or self._closed:
                     return
                 todo -= 1
@@ -182,49 +168,28 @@ class ThreadBackend(Backend):
             if error is None:
                 item[0].cancel()
             elif item[0].set_running_or_notify_cancel():
-                _settle(item[0], None, error)
+                settle(item[0], error=error)
 
     def _fail_all(self, error: BaseException) -> None:
         """A broken worker keeps serving the queue by failing every task with ``error``
         until shutdown, so no task submitted around the failure is left waiting."""
         while (item := self._queue.get()) is not _STOP:
             if item[0].set_running_or_notify_cancel():
-                _settle(item[0], None, error)
+                settle(item[0], error=error)
 
-    def _watch(self) -> None:
-        """Fail tasks that passed their deadline; replace the threads that ran them."""
-        while not self._stopping.wait(0.02):
-            now = monotonic()
-            with self._lock:
-                stuck = [t for t, end in self._starting.items() if end <= now]
-                for t in stuck:
-                    del self._starting[t]
-                    self._abandoned.add(t)
-            if stuck and self._broken is None:
-                init = self._options.initializer
-                self._broken = StartTimeout(
-                    f"the initializer {getattr(init, '__qualname__', init)!r} of a thread worker "
-                    f"did not return within init_timeout={self._options.init_timeout:g} s, so no "
-                    f"task can run; raise init_timeout= or find what it waits for"
-                )
-                self._drain(self._broken)
-            with self._lock:
-                late = [(t, f) for t, (f, end) in self._deadlines.items() if end <= now]
-                for t, _f in late:
-                    del self._deadlines[t]
-                    self._abandoned.add(t)
-                    if not self._closed:
-                        self._spawn()
-            for _t, f in late:
-                _settle(f, None, TimeoutError("the task ran longer than its timeout"))
+    # ------------------------------------------------------------------ watchdog callbacks
+    def _timed_out(self, thread: threading.Thread, f: Future) -> None:
+        """A task passed its deadline: fail it and replace the thread stuck in it."""
+        with self._lock:
+            self._abandoned.add(thread)
+            if not self._closed:
+                self._spawn()
+        settle(f, error=TimeoutError("the task ran longer than its timeout"))
 
-
-def _settle(f: Future, result: Any, error: BaseException | None) -> None:
-    # a task that timed out was already settled by the watchdog
-    try:
-        if error is None:
-            f.set_result(result)
-        else:
-            f.set_exception(error)
-    except InvalidStateError:
-        pass
+    def _start_timed_out(self, thread: threading.Thread) -> None:
+        """An initializer passed init_timeout: no task can run."""
+        with self._lock:
+            self._abandoned.add(thread)
+        if self._broken is None:
+            self._broken = start_timeout("a thread worker", self._options)
+            self._drain(self._broken)

@@ -1,7 +1,8 @@
-"""The Document-aware layer: batches for ``map_batch`` and in-place ``apply`` /
-``apply_batch`` on every backend.
+"""The in-place layer, the one part of the engine that knows Documents: batches for
+``map_batch``, in-place ``apply`` / ``apply_batch`` on every backend, and the
+Document reducer of the shared-memory transport.
 
-The streaming core knows nothing about Documents. This module adds:
+The streaming core and the backends know nothing about Documents. This module adds:
 
 - **Batches.** ``map_batch`` cuts its input into batches here, in the caller:
   a :class:`~docmill.DocumentArray` when the items are Documents, else a list.
@@ -11,49 +12,36 @@ The streaming core knows nothing about Documents. This module adds:
   that is the very object in the array; from a worker process it is the
   mutated copy. Writing back, per position: the same object -> nothing to do;
   a Document with the same id -> its state is copied into the original
-  (``Document._update_from``), so references the caller holds stay valid;
+  (:func:`docmill.document.set_state`), so references the caller holds stay valid;
   a Document with another id -> it replaces the original at its position
   (``da[i] = new`` keeps the id index true). ``apply_batch`` does the same per
   Document of each batch. Results are written back as they stream in, so
   after an error the Documents before the failing one are already updated.
+- **Transport.** Registers how a Document crosses to a worker process
+  (:func:`docmill.parallel._shm_codec.register_reducer`): its state tuple in one
+  call, a large ``blob`` out of band.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import pickle
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from typing import Any
 
+from docmill._array_access import batches
 from docmill.array import DocumentArray
-from docmill.document import Document
+from docmill.document import FIELDS, Document, approx_nbytes, from_state, set_state, state_of
 from docmill.parallel._core import describe_item, stream
 from docmill.parallel._options import Options
+from docmill.parallel._shm_codec import register_reducer
 
 __all__ = [
     "apply_doc_batches",
     "apply_docs",
     "batch_source",
     "describe_batch",
-    "item_nbytes",
 ]
-
-
-def item_nbytes(x: Any) -> int:
-    """Rough size of an item's array data (a Document's tensor, embedding, blob and
-    text; an ndarray; bytes): lets the core keep chunks of big items small."""
-    if isinstance(x, Document):
-        return _nbytes(x.tensor) + _nbytes(x.embedding) + _nbytes(x.blob) + _nbytes(x.text)
-    return _nbytes(x)
-
-
-def _nbytes(v: Any) -> int:
-    if v is None:
-        return 0
-    if isinstance(v, bytes | bytearray | str):
-        return len(v)
-    n = getattr(v, "nbytes", 0)  # numpy arrays, memoryviews
-    return n if isinstance(n, int) else 0
 
 
 def describe_batch(index: int, batch: Any) -> str:
@@ -69,37 +57,11 @@ def describe_batch(index: int, batch: Any) -> str:
     return f"batch {index} ({n} items)"
 
 
-def _order(items: Iterable[Any], shuffle: bool) -> Sequence[Any] | Iterator[Any]:
-    if not shuffle:
-        return iter(items)
-    if not hasattr(items, "__len__"):
-        raise ValueError(
-            f"shuffle=True needs an input with a length (a DocumentArray or a list); got "
-            f"{type(items).__name__}. Collect it first (list(...)) or pass shuffle=False"
-        )
-    seq = list(items)
-    random.shuffle(seq)
-    return seq
-
-
 def batch_source(items: Iterable[Any], batch_size: int, shuffle: bool) -> Iterator[Any]:
     """Lazily cut ``items`` into batches: DocumentArrays of Documents, else lists.
     (A bad ``shuffle`` is refused now, not at the first batch.)"""
-    return _batches(iter(_order(items, shuffle)), batch_size)
-
-
-def _batches(it: Iterator[Any], batch_size: int) -> Iterator[Any]:
-    while True:
-        chunk = []
-        for x in it:
-            chunk.append(x)
-            if len(chunk) == batch_size:
-                break
-        if not chunk:
-            return
-        yield DocumentArray(chunk) if isinstance(chunk[0], Document) else chunk
-        if len(chunk) < batch_size:
-            return
+    parts = batches(items, batch_size, shuffle)
+    return (DocumentArray(p) if isinstance(p[0], Document) else p for p in parts)
 
 
 class _InPlace:
@@ -125,7 +87,7 @@ def apply_docs(da: DocumentArray, func: Callable[[Document], Any], options: Opti
     """Run ``func`` on every Document of ``da`` and keep its changes (see the module doc)."""
     docs = list(da)  # positions are fixed at the start
     chunks = stream(
-        _InPlace(func), iter(docs), options, total=len(docs), flat=False, sizeof=item_nbytes
+        _InPlace(func), iter(docs), options, total=len(docs), flat=False, sizeof=approx_nbytes
     )
     with closing(chunks):
         for start, chunk, outs in chunks:
@@ -145,14 +107,10 @@ def apply_doc_batches(
 ) -> None:
     """Run ``func`` on batches of ``da`` and keep its changes (see the module doc)."""
     docs = list(da)
-    order = list(range(len(docs)))
-    if shuffle:
-        random.shuffle(order)
-    spans = range(0, len(order), batch_size)
-    batches = (DocumentArray([docs[p] for p in order[s : s + batch_size]]) for s in spans)
+    spans = list(batches(range(len(docs)), batch_size, shuffle))  # positions per batch
     chunks = stream(
         _InPlace(func),
-        batches,
+        (DocumentArray([docs[p] for p in span]) for span in spans),
         options,
         total=len(spans),
         unit="batch",
@@ -176,8 +134,7 @@ def apply_doc_batches(
                         f"return one Document per input Document (or None to keep the "
                         f"batch's changes)"
                     )
-                positions = order[b * batch_size : b * batch_size + len(batch)]
-                for p, r in zip(positions, ret, strict=True):
+                for p, r in zip(spans[b], ret, strict=True):
                     if r is not docs[p]:
                         if not isinstance(r, Document):
                             raise _not_a_document("apply_batch", r, f"document {p} of {where}")
@@ -187,7 +144,7 @@ def apply_doc_batches(
 def _put(da: DocumentArray, i: int, orig: Document, new: Document) -> None:
     """Make position ``i`` of ``da`` hold what ``func`` made of ``orig``."""
     if new.id == orig.id:
-        orig._update_from(new)  # same Document: keep the caller's object, take the new state
+        set_state(orig, state_of(new))  # same Document: keep the caller's object
     else:
         da[i] = new
 
@@ -198,3 +155,26 @@ def _not_a_document(caller: str, value: Any, where: str) -> TypeError:
         f"Document (or None to keep the changes it made in place). Use map() to "
         f"collect other values"
     )
+
+
+# ---------------------------------------------------------------------- transport
+_BLOB = FIELDS.index("blob")
+
+
+def _reduce_document(d: Document, min_buffer: int) -> Any:
+    """A Document as its state tuple; a ``blob`` of ``min_buffer`` bytes or more out of band."""
+    state = state_of(d)
+    blob = state[_BLOB]
+    if type(blob) is bytes and len(blob) >= min_buffer:
+        state = (*state[:_BLOB], None, *state[_BLOB + 1 :])
+        return _with_blob, (state, pickle.PickleBuffer(blob))
+    return from_state, (state,)
+
+
+def _with_blob(state: tuple, blob: Any) -> Document:
+    d = from_state(state)
+    d.blob = bytes(blob)  # bytes cannot wrap foreign memory: the one copy on this side
+    return d
+
+
+register_reducer(Document, _reduce_document)

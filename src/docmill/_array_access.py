@@ -1,8 +1,10 @@
-"""Internals of :class:`docmill.DocumentArray` that need no array state of their own.
+"""How a :class:`docmill.DocumentArray`'s Documents and fields are addressed, as
+functions that need no array state of their own.
 
 Key parsing (which positions a key selects), the id index builder, stacking
-and spreading of bulk field values, legacy traversal paths, grouping by tag
-and the summary text. :mod:`docmill.array` keeps the list and the index; the
+and spreading of bulk field values, legacy traversal paths, batching (for
+``batch``, ``map_batch`` and ``apply_batch`` alike), grouping by tag and the
+summary text. :mod:`docmill.array` keeps the list and the index; the
 functions here read from it and never mutate it.
 """
 
@@ -11,13 +13,15 @@ from __future__ import annotations
 import itertools
 import operator
 import os
+import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from docmill.document import FIELDS, Document
+from docmill._checks import is_int
+from docmill.document import FIELDS, Document, from_state, state_of
 
 if TYPE_CHECKING:
     from docmill.array import DocumentArray
@@ -26,15 +30,14 @@ __all__ = [
     "STACKED",
     "BulkField",
     "as_list",
+    "batches",
     "build_index",
     "bulk_get",
-    "check_count",
     "check_documents",
     "empty_documents",
     "field_key",
     "get_id",
     "group_by_tag",
-    "is_int",
     "positions",
     "spread",
     "stack",
@@ -43,15 +46,11 @@ __all__ = [
 ]
 
 get_id = operator.attrgetter("id")
+_BOOL = (bool, np.bool_)
+_TAGS = FIELDS.index("tags")
 #: fields that bulk access stacks into one ndarray (and splits along axis 0 on assignment)
 STACKED = ("tensor", "embedding")
-_BOOL = (bool, np.bool_)
 _MISSING = object()
-
-
-def is_int(key: Any) -> bool:
-    """An int position (Python or numpy integer), but not a bool."""
-    return isinstance(key, int | np.integer) and not isinstance(key, _BOOL)
 
 
 # ---------------------------------------------------------------------- validation
@@ -78,10 +77,28 @@ def check_documents(docs: list[Any]) -> None:
         raise TypeError(f"a DocumentArray holds Documents; item {i} is a {type(bad).__name__}")
 
 
-def check_count(name: str, value: Any, minimum: int = 0) -> None:
-    """``ValueError`` unless ``value`` is an integer ``>= minimum``."""
-    if not is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def batches(items: Iterable[Any], batch_size: int, shuffle: bool = False) -> Iterator[list]:
+    """Lazily cut ``items`` into lists of ``batch_size`` (the last may be shorter).
+
+    ``shuffle=True`` first draws a random order with the :mod:`random` module
+    (``random.seed`` repeats it, as in legacy); it needs an input with a length,
+    which is checked now, not at the first batch.
+    """
+    if not shuffle:
+        return _cut(iter(items), batch_size)
+    if not hasattr(items, "__len__"):
+        raise ValueError(
+            f"shuffle=True needs an input with a length (a DocumentArray or a list); got "
+            f"{type(items).__name__}. Collect it first (list(...)) or pass shuffle=False"
+        )
+    order = list(items)
+    random.shuffle(order)
+    return _cut(iter(order), batch_size)
+
+
+def _cut(it: Iterator[Any], batch_size: int) -> Iterator[list]:
+    while chunk := list(itertools.islice(it, batch_size)):
+        yield chunk
 
 
 def as_list(value: Any, n: int, what: str) -> list[Any]:
@@ -108,13 +125,7 @@ def empty_documents(n: int) -> list[Document]:
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
     hexes = raw.tobytes().hex()
     unset = (None,) * (len(FIELDS) - 1)  # every field after id (FIELDS[0])
-    new = Document.__new__
-    docs = []
-    for i in range(0, 32 * n, 32):
-        d = new(Document)
-        d._set_state((hexes[i : i + 32], *unset))
-        docs.append(d)
-    return docs
+    return [from_state((hexes[i : i + 32], *unset)) for i in range(0, 32 * n, 32)]
 
 
 # ---------------------------------------------------------------------- keys
@@ -267,7 +278,7 @@ def group_by_tag(docs: list[Document], tag: str) -> dict[Any, list[Document]]:
     """Documents grouped by ``tags[tag]`` (``'a__b'``: ``tags['a']['b']``), order kept."""
     groups: dict[Any, list[Document]] = {}
     for i, d in enumerate(docs):
-        tags = d._tags  # not d.tags: that would create an empty dict on every Document
+        tags = state_of(d)[_TAGS]  # not d.tags: that would create an empty dict on every Document
         if not tags:
             continue
         value = tags.get(tag, _MISSING)
