@@ -63,8 +63,11 @@ class Capabilities:
     #: ``num_workers`` may change while it runs (a cluster that scales): the core reads
     #: it again before each refill
     elastic: bool = False
-    #: ``initializer`` / ``max_tasks_per_worker`` are honoured (else refused up front)
+    #: ``initializer`` runs once per worker (else refused up front)
     worker_hooks: bool = True
+    #: workers can be replaced: ``max_tasks_per_worker`` is honoured (else refused up
+    #: front) and ``init_timeout`` enforced
+    replaces_workers: bool = True
 
 
 class Backend(ABC):
@@ -88,10 +91,13 @@ class Backend(ABC):
     @classmethod
     def check(cls, options: Options) -> None:
         """Refuse generic options this backend cannot honour (raise ``ValueError``)."""
-        if not cls.capabilities.worker_hooks:
-            for name in ("initializer", "max_tasks_per_worker"):
-                if getattr(options, name) is not None:
-                    raise ValueError(f"backend {cls.name!r} does not support {name}=")
+        caps = cls.capabilities
+        for name, honoured in (
+            ("initializer", caps.worker_hooks),
+            ("max_tasks_per_worker", caps.replaces_workers),
+        ):
+            if not honoured and getattr(options, name) is not None:
+                raise ValueError(f"backend {cls.name!r} does not support {name}=")
 
     @abstractmethod
     def __init__(self, options: Options) -> None: ...

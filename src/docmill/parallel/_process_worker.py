@@ -29,7 +29,7 @@ from typing import Any
 
 import cloudpickle
 
-from docmill.errors import RemoteTraceback
+from docmill.errors import RemoteTraceback, add_note
 from docmill.parallel._runner import provide_worker_state
 
 __all__ = ["READY", "RemoteError", "worker_main"]
@@ -69,17 +69,14 @@ class RemoteError:
         exc = self._original()
         if self.kind == "task":
             return exc
-        if self.kind == "result":
-            wrapped: BaseException = pickle.PicklingError(
-                f"the result of a task could not be pickled to send it back from "
-                f"{self.where}: {self.type_name}: {self.message}. Return picklable "
-                f"values (or use backend='thread')"
-            )
-        else:
-            wrapped = RuntimeError(
-                f"starting {self.where} failed, so no task can run: {self.type_name}: "
-                f"{self.message} (its traceback is shown above)"
-            )
+        if self.kind == "init":  # its own type, as on every backend
+            add_note(exc, f"docmill: raised while starting {self.where}, so no task can run")
+            return exc
+        wrapped = pickle.PicklingError(  # 'result'
+            f"the result of a task could not be pickled to send it back from "
+            f"{self.where}: {self.type_name}: {self.message}. Return picklable "
+            f"values (or use backend='thread')"
+        )
         wrapped.__cause__ = exc
         return wrapped
 

@@ -38,7 +38,7 @@ class PoolBackend(Backend):
     """Adapter for a caller's pool (see the module docstring)."""
 
     name = "pool"
-    capabilities = Capabilities(task_overhead=200e-6, worker_hooks=False)
+    capabilities = Capabilities(task_overhead=200e-6, worker_hooks=False, replaces_workers=False)
 
     @classmethod
     def check(cls, options: Options) -> None:
@@ -72,7 +72,7 @@ class PoolBackend(Backend):
         self.num_workers = options.num_workers  # type: ignore[assignment]
         self._in_process = isinstance(options.pool, ThreadPool | ThreadPoolExecutor)
         if self._in_process:
-            self.capabilities = Capabilities(worker_hooks=False)  # a thread hand-off
+            self.capabilities = Capabilities(worker_hooks=False, replaces_workers=False)
         self._call: Callable[[Any], Any] | None = None
         self._lock = threading.Lock()
         self._waiting: deque[tuple[Future, Any, float | None]] = deque()

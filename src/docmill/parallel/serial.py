@@ -29,7 +29,7 @@ class SerialBackend(Backend):
     name = "serial"
     num_workers = 1
     #: nothing is started ahead of the consumer
-    capabilities = Capabilities(concurrent=False, task_overhead=1e-6)
+    capabilities = Capabilities(concurrent=False, task_overhead=1e-6, replaces_workers=False)
 
     @classmethod
     def default_workers(cls, options: Options) -> int | None:
