@@ -3,6 +3,7 @@ protocol x compression, files, URLs, streaming both ways, atomic writes, bad inp
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -404,13 +405,24 @@ def test_streaming_load_reads_one_frame_at_a_time(monkeypatch) -> None:
     assert [d.id for d in it] == [d.id for d in da[1:]]
 
 
-def test_streaming_load_closes_the_file_when_abandoned(tmp_path: Path) -> None:
+def _open_fds_on(path: Path) -> int:
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            n += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+    return n
+
+
+@pytest.mark.parametrize("compress", [None, "lz4"])
+def test_streaming_load_closes_the_file_when_abandoned(tmp_path: Path, compress) -> None:
     path = tmp_path / "s.bin"
-    _da().save_binary(path)
+    _da(20).save_binary(path, compress=compress)
     it = DocumentArray.load_binary(path, streaming=True)
+    assert _open_fds_on(path) == 0  # nothing is opened before the first next()
     next(it)
-    it.close()  # the with-block inside the generator closed the file
-    os.remove(path)
+    assert _open_fds_on(path) == 1
+    it.close()  # the with-block inside the generator closes the file
+    assert _open_fds_on(path) == 0
 
 
 @pytest.mark.parametrize("compress", [None, "lz4"])
@@ -461,8 +473,6 @@ def test_binary_writer_mixes_single_and_bulk_writes(tmp_path: Path) -> None:
 def test_compressed_saves_run_frames_on_worker_threads(monkeypatch) -> None:
     import threading
 
-    from docmill.io import _threads
-
     threads: set[str] = set()
     real = _format.encode_frame
 
@@ -473,10 +483,8 @@ def test_compressed_saves_run_frames_on_worker_threads(monkeypatch) -> None:
     monkeypatch.setattr(_format, "encode_frame", spy)
     monkeypatch.setattr(_format, "FRAME_DOCS", 2)
     calls = []
-    real_map = _threads.ordered_thread_map
-    monkeypatch.setattr(
-        _threads, "ordered_thread_map", lambda f, it: calls.append(1) or real_map(f, it)
-    )
+    real_map = _format.thread_map
+    monkeypatch.setattr(_format, "thread_map", lambda f, it: calls.append(1) or real_map(f, it))
     da = _da(20)
     assert DocumentArray.from_bytes(da.to_bytes(compress="lz4")) == da
     assert calls and threading.main_thread().name not in threads

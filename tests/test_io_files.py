@@ -11,6 +11,7 @@ import fsspec
 import pytest
 
 from docmill import Document, DocumentArray, FormatError
+from docmill.io import PROTOCOLS
 from docmill.io._files import BinaryReader, atomic_output, legacy_suffixes, open_input
 
 
@@ -71,11 +72,12 @@ def test_file_objects_are_used_as_is() -> None:
 
 
 def test_legacy_suffixes() -> None:
-    assert legacy_suffixes("a/data.protobuf.lz4") == ("protobuf", "lz4")
-    assert legacy_suffixes(Path("x.pickle-array.gzip")) == ("pickle-array", "gzip")
-    assert legacy_suffixes("memory://b/x.zstd") == (None, "zstd")
-    assert legacy_suffixes("plain.bin") == (None, None)
-    assert legacy_suffixes(io.BytesIO()) == (None, None)
+    names = PROTOCOLS
+    assert legacy_suffixes("a/data.protobuf.lz4", names) == ("protobuf", "lz4")
+    assert legacy_suffixes(Path("x.pickle-array.gzip"), names) == ("pickle-array", "gzip")
+    assert legacy_suffixes("memory://b/x.zstd", names) == (None, "zstd")
+    assert legacy_suffixes("plain.bin", names) == (None, None)
+    assert legacy_suffixes(io.BytesIO(), names) == (None, None)
 
 
 # ---------------------------------------------------------------------- BinaryReader

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import struct
 import zlib
 from pathlib import Path
@@ -13,8 +15,15 @@ from hypothesis import strategies as st
 
 from docmill import Document, DocumentArray, FormatError, MissingExtra
 from docmill.io import _format
-from docmill.io._files import BinaryReader
-from docmill.io._format import MAGIC, FrameWriter, encode_frame, group_docs, read_docs
+from docmill.io._format import (
+    MAGIC,
+    FrameDecoder,
+    FrameWriter,
+    encode_docs,
+    encode_frame,
+    group_docs,
+    read_docs,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "docmill"
 
@@ -22,13 +31,13 @@ FIXTURES = Path(__file__).parent / "fixtures" / "docmill"
 def _encode(docs, compress=None, checksum=None) -> bytes:
     pieces: list = []
     w = FrameWriter(pieces.append, compress, checksum)
-    w.write_docs(docs, parallel=False)
+    w.write_docs(docs)
     w.close()
     return b"".join(pieces)
 
 
 def _decode(data, expect_eof=True) -> list[Document]:
-    return list(read_docs(BinaryReader(data), expect_eof))
+    return list(read_docs(data, expect_eof))
 
 
 def _docs(n=3) -> list[Document]:
@@ -83,10 +92,11 @@ def test_group_docs_bounds_frame_bytes_and_counts(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(_format, "FRAME_BYTES", 10_000)
     big = [Document(tensor=np.zeros(1000)) for _ in range(5)]  # 8 KB each
     groups = list(group_docs(big))
-    assert [len(g) for g, _ in groups] == [2, 2, 1]
-    assert [first for _, first in groups] == [0, 2, 4]
+    assert [len(g) for g, _, _ in groups] == [2, 2, 1]
+    assert [first for _, first, _ in groups] == [0, 2, 4]
+    assert [full for _, _, full in groups] == [True, True, False]
     monkeypatch.setattr(_format, "FRAME_DOCS", 3)
-    assert [len(g) for g, _ in group_docs(Document() for _ in range(7))] == [3, 3, 1]
+    assert [len(g) for g, _, _ in group_docs(Document() for _ in range(7))] == [3, 3, 1]
 
 
 def test_many_frames_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -324,18 +334,12 @@ def _big_docs(n: int = 40) -> list[Document]:
 @pytest.mark.usefixtures("small_frames")
 @pytest.mark.parametrize("compress", [None, "lz4"])
 def test_threaded_encode_and_decode_round_trip(compress, monkeypatch) -> None:
-    from docmill.io import _threads
-
     calls: list[int] = []
-    real = _threads.ordered_thread_map
-    monkeypatch.setattr(
-        _threads, "ordered_thread_map", lambda f, it: calls.append(1) or real(f, it)
-    )
+    real = _format.thread_map
+    monkeypatch.setattr(_format, "thread_map", lambda f, it: calls.append(1) or real(f, it))
     docs = _big_docs()
     data = _encode_parallel(docs, compress)
-    r = BinaryReader(data)
-    _, checksum = _format.read_header(r)
-    assert len(list(_format._raw_frames(r, True, checksum))) > 5
+    assert len(FrameDecoder().feed_frames(data)) > 5
     assert _decode(data) == docs
     assert _decode(bytearray(data)) == docs
     # threads for compression only: one encode and two decodes with lz4, none without
@@ -345,7 +349,7 @@ def test_threaded_encode_and_decode_round_trip(compress, monkeypatch) -> None:
 def _encode_parallel(docs, compress=None) -> bytes:
     pieces: list = []
     w = FrameWriter(pieces.append, compress)
-    w.write_docs(docs)  # parallel=True: full frames go to worker threads
+    w.write_docs(docs)  # several full frames: compressed on worker threads
     w.close()
     return b"".join(pieces)
 
@@ -366,3 +370,76 @@ def test_threaded_encode_names_the_failing_document() -> None:
     docs[25].tags["bad"] = {1}
     with pytest.raises(TypeError, match=r"Document 25 \(id 'b25'\), field 'tags'"):
         _encode_parallel(docs, "lz4")
+
+
+# ---------------------------------------------------------------------- sans-IO
+@settings(max_examples=60, deadline=None)
+@given(
+    cuts=st.lists(st.integers(min_value=1, max_value=4000), min_size=1, max_size=40),
+    compress=st.sampled_from([None, "lz4", "zstd"]),
+)
+def test_the_decoder_takes_chunks_of_any_size(cuts, compress) -> None:
+    docs = [
+        Document(id=f"d{i}", text="x" * i, tensor=np.full(i % 50, i, dtype=np.int16))
+        for i in range(40)
+    ]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_format, "FRAME_DOCS", 7)  # several frames
+        data = b"".join(bytes(p) for p in encode_docs(docs, compress))
+        assert data == _encode(docs, compress)  # the same bytes as the file writer's
+    dec, out, pos = FrameDecoder(), [], 0
+    for n in itertools.cycle(cuts):
+        if pos >= len(data):
+            break
+        out += dec.feed(data[pos : pos + n])
+        pos += n
+    dec.close()
+    assert dec.done and out == docs and dec.offset == len(data)
+
+
+def test_the_decoder_names_the_offset_of_a_cut_and_of_extra_data() -> None:
+    data = _encode(_docs(3), "lz4")
+    for cut in (0, 5, 32, 40, 64, len(data) - 32, len(data) - 1):
+        dec = FrameDecoder()
+        dec.feed(data[:cut])
+        with pytest.raises(FormatError, match=r"truncated data: .* at offset \d+ needs"):
+            dec.close()
+    dec = FrameDecoder()
+    with pytest.raises(FormatError, match=f"after the end frame, at offset {len(data)}"):
+        dec.feed(data + b"more")
+
+
+def test_the_decoder_holds_at_most_one_frame(monkeypatch) -> None:
+    monkeypatch.setattr(_format, "FRAME_DOCS", 4)
+    docs = [Document(tensor=np.full(10_000, i, dtype=np.uint8)) for i in range(40)]
+    data = _encode(docs)
+    dec, biggest, out = FrameDecoder(), 0, []
+    for i in range(0, len(data), 1000):
+        out += dec.feed(data[i : i + 1000])
+        biggest = max(biggest, len(dec._partial))
+    dec.close()
+    assert out == docs and biggest <= 4 * 10_000 + 4096  # one frame's payload, not the stream
+
+
+def test_a_file_object_is_read_exactly_up_to_the_end_frame() -> None:
+    data = _encode(_docs(5), "zstd")
+    f = io.BytesIO(data + b"the caller's own data")
+    assert len(list(read_docs(f, expect_eof=False))) == 5
+    assert f.read() == b"the caller's own data"
+
+    class Pipe(io.RawIOBase):  # not seekable, short reads
+        def __init__(self, b):
+            self._b, self._pos = b, 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, buf):
+            n = min(len(buf), 7, len(self._b) - self._pos)
+            buf[:n] = self._b[self._pos : self._pos + n]
+            self._pos += n
+            return n
+
+    assert list(read_docs(Pipe(data), expect_eof=True)) == _docs(5)
+    with pytest.raises(FormatError, match="truncated data"):
+        list(read_docs(Pipe(data[:-10]), expect_eof=True))

@@ -1,9 +1,9 @@
 """The binary API: bytes and files in every protocol, whole or streamed.
 
-One writer and one reader per protocol sit behind the same two entry points
-(:class:`BinaryWriter` and :func:`iter_binary`); everything else —
-``to_bytes``, ``save_binary``, ``load_binary``, streaming — is a few lines
-over them::
+One writer and one reader per protocol (looked up in :mod:`._protocols`) sit
+behind the same two entry points (:class:`BinaryWriter` and
+:func:`iter_binary`); everything else — ``to_bytes``, ``save_binary``,
+``load_binary``, streaming — is a few lines over them::
 
     Documents --> BinaryWriter --> protocol writer --> atomic file / bytes
                                    (docmill frames | legacy records | *-array stream)
@@ -19,17 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from docmill.document import Document
 from docmill.errors import FormatError
-from docmill.io import _format
-from docmill.io._compress import check_compress, compress_bytes, decompress_bytes
-from docmill.io._files import (
-    BinaryReader,
-    atomic_output,
-    describe,
-    is_url,
-    legacy_suffixes,
-    open_input,
-)
-from docmill.io._format import FrameWriter, approx_nbytes, read_docs
+from docmill.io._compress import check_compress
+from docmill.io._files import atomic_output, describe, is_url, legacy_suffixes, open_input
+from docmill.io._format import FrameBudget
+from docmill.io._protocols import PROTOCOLS as _REGISTRY
+from docmill.io._protocols import get_protocol
 
 if TYPE_CHECKING:
     from docmill.array import DocumentArray
@@ -48,18 +42,8 @@ __all__ = [
 ]
 
 #: every protocol name ``protocol=`` accepts
-PROTOCOLS = ("docmill", "protobuf", "protobuf-array", "pickle", "pickle-array")
-_DOC_PROTOCOLS = ("docmill", "protobuf", "pickle")
-_PICKLES = ("pickle", "pickle-array")
+PROTOCOLS = tuple(_REGISTRY)
 _BYTES = (bytes, bytearray, memoryview)
-
-
-def _check_protocol(protocol: Any, allowed: tuple[str, ...] = PROTOCOLS) -> str:
-    if isinstance(protocol, str) and protocol in allowed:
-        return protocol
-    raise ValueError(
-        f"protocol={protocol!r} is not supported; use one of: {', '.join(map(repr, allowed))}"
-    )
 
 
 def resolve_protocol(
@@ -71,11 +55,11 @@ def resolve_protocol(
     named files) only fills in what was not given. A suffix never makes docmill
     unpickle: loading a pickle needs ``protocol='pickle'`` / ``'pickle-array'``."""
     if protocol is not None:
-        protocol = _check_protocol(protocol)
+        get_protocol(protocol)
     compress = check_compress(compress)
-    suffix_protocol, suffix_compress = legacy_suffixes(file)
+    suffix_protocol, suffix_compress = legacy_suffixes(file, tuple(_REGISTRY))
     if protocol is None:
-        if reading and suffix_protocol in _PICKLES:
+        if reading and suffix_protocol is not None and _REGISTRY[suffix_protocol].unpickles:
             raise ValueError(
                 f"{describe(file)} is named as a {suffix_protocol!r} file; unpickling runs "
                 f"code from the file, so docmill does it only when asked: pass "
@@ -96,39 +80,21 @@ def document_to_bytes(
 ) -> bytes:
     """One Document as bytes: 'docmill' (a one-Document docmill file), 'protobuf' or 'pickle'
     (docarray 0.21's ``Document.to_bytes``)."""
-    protocol = _check_protocol(protocol, _DOC_PROTOCOLS)
+    p = get_protocol(protocol, one_document=True)
     compress = check_compress(compress)
     if not isinstance(doc, Document):
         raise TypeError(f"expected a Document, got {type(doc).__name__}")
-    if protocol == "docmill":
-        out = io.BytesIO()
-        w = FrameWriter(out.write, compress)
-        w.write_docs([doc], parallel=False)
-        w.close()
-        return out.getvalue()
-    from docmill.io._legacy import doc_dumps
-
-    return compress_bytes(doc_dumps(doc, protocol), compress)
+    return p.dumps(doc, compress)  # type: ignore[misc]
 
 
 def document_from_bytes(
     data: bytes, protocol: str = "docmill", compress: str | None = None
 ) -> Document:
     """Inverse of :func:`document_to_bytes` (docmill data records its own compression)."""
-    protocol = _check_protocol(protocol, _DOC_PROTOCOLS)
+    p = get_protocol(protocol, one_document=True)
     compress = check_compress(compress)
     _check_bytes(data)
-    if protocol == "docmill":
-        docs = list(read_docs(BinaryReader(data), expect_eof=True))
-        if len(docs) != 1:
-            raise FormatError(
-                f"the data holds {len(docs)} Documents, expected 1 "
-                "(use DocumentArray.from_bytes for arrays)"
-            )
-        return docs[0]
-    from docmill.io._legacy import doc_loads
-
-    return doc_loads(decompress_bytes(data, compress), protocol)
+    return p.loads(data, compress)  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------------- writing
@@ -150,8 +116,7 @@ class BinaryWriter:
         self._file = file
         self._ctx: Any = None
         self._writer: Any = None
-        self._pending: list[Document] = []
-        self._pending_bytes = 0
+        self._pending = FrameBudget()  # write() collects a frame's worth, then writes it
 
     # -- lifecycle
     def __enter__(self) -> BinaryWriter:
@@ -171,7 +136,7 @@ class BinaryWriter:
         self._ctx = atomic_output(self._file)
         f = self._ctx.__enter__()
         try:
-            self._writer = _make_writer(f, self.protocol, self.compress)
+            self._writer = get_protocol(self.protocol).writer(f, self.compress, None)
         except BaseException as e:
             self._ctx.__exit__(type(e), e, e.__traceback__)
             raise
@@ -203,7 +168,7 @@ class BinaryWriter:
     @property
     def count(self) -> int:
         """Documents written so far."""
-        return (self._writer.count if self._writer is not None else 0) + len(self._pending)
+        return (self._writer.count if self._writer is not None else 0) + len(self._pending.docs)
 
     # -- writing
     def write(self, doc: Document) -> None:
@@ -212,9 +177,7 @@ class BinaryWriter:
             raise RuntimeError("open the BinaryWriter first (use it in a 'with' block)")
         if not isinstance(doc, Document):
             raise TypeError(f"expected a Document, got {type(doc).__name__}")
-        self._pending.append(doc)
-        self._pending_bytes += approx_nbytes(doc)
-        if self._pending_bytes >= _format.FRAME_BYTES or len(self._pending) >= _format.FRAME_DOCS:
+        if self._pending.add(doc):
             self._flush()
 
     def write_all(self, docs: Iterable[Document]) -> int:
@@ -228,19 +191,8 @@ class BinaryWriter:
         return self._writer.count - before
 
     def _flush(self) -> None:
-        if self._pending:
-            docs, self._pending, self._pending_bytes = self._pending, [], 0
-            self._writer.write_docs(docs, parallel=False)
-
-
-def _make_writer(f: Any, protocol: str, compress: str | None) -> Any:
-    if protocol == "docmill":
-        return FrameWriter(f.write, compress)
-    from docmill.io._legacy import ArrayWriter, StreamWriter
-
-    if protocol in ("protobuf", "pickle"):
-        return StreamWriter(f, protocol, compress)
-    return ArrayWriter(f, protocol, compress)
+        if self._pending.docs:
+            self._writer.write_docs(self._pending.take())
 
 
 def save_binary_stream(
@@ -268,47 +220,20 @@ def array_to_bytes(
     da: Iterable[Document], protocol: str = "docmill", compress: str | None = None
 ) -> bytes:
     """The bytes :func:`save_binary` would write."""
-    protocol = _check_protocol(protocol)
+    p = get_protocol(protocol)
     compress = check_compress(compress)
     # A BytesIO, not a list of pieces joined at the end: each piece is copied once into
     # memory that grows in place (mremap), and temporary pieces (compressed frames,
     # serialized records) are freed at once and their pages reused; measured 1.1-1.9x
     # faster than joining for the legacy layouts and compressed frames, equal otherwise.
     out = io.BytesIO()
-    if protocol == "docmill":
-        w: Any = FrameWriter(out.write, compress)
-    elif protocol in ("protobuf", "pickle") and hasattr(da, "__len__"):
-        from docmill.io._legacy import StreamWriter
-
-        w = StreamWriter(out, protocol, compress, count=len(da))  # type: ignore[arg-type]
-    else:
-        w = _make_writer(out, protocol, compress)
+    w = p.writer(out, compress, len(da) if hasattr(da, "__len__") else None)  # type: ignore[arg-type]
     w.write_docs(da)
     w.close()
     return out.getvalue()
 
 
 # ---------------------------------------------------------------------- reading
-def _iter_source(
-    source: Any, protocol: str, compress: str | None, expect_eof: bool
-) -> Iterator[Document]:
-    if protocol == "docmill":
-        return read_docs(BinaryReader(source), expect_eof)
-    from docmill.io._legacy import read_array, read_stream
-
-    if isinstance(source, _BYTES):
-        if bytes(memoryview(source)[:8]) == b"\x89DOCMILL":
-            raise FormatError(
-                f"this is a docmill file, not protocol {protocol!r}: load it with protocol='docmill'"
-            )
-        if protocol in ("protobuf", "pickle"):
-            return read_stream(BinaryReader(source), protocol, compress, expect_eof)
-        return read_array(io.BytesIO(source), protocol, compress, expect_eof)
-    if protocol in ("protobuf", "pickle"):
-        return read_stream(BinaryReader(source), protocol, compress, expect_eof)
-    return read_array(source, protocol, compress, expect_eof)
-
-
 def iter_binary(
     file: Any, protocol: str | None = None, compress: str | None = None
 ) -> Iterator[Document]:
@@ -322,7 +247,7 @@ def iter_binary(
     """
     protocol, compress = resolve_protocol(file, protocol, compress, reading=True)
     if isinstance(file, _BYTES):
-        return _iter_source(file, protocol, compress, expect_eof=True)
+        return get_protocol(protocol).reader(file, compress, True)
     own = not hasattr(file, "read")  # a path or URL: we open it, and own the whole file
     if own:
         if not isinstance(file, str | os.PathLike):
@@ -338,7 +263,7 @@ def iter_binary(
 def _iter_file(file: Any, protocol: str, compress: str | None, own: bool) -> Iterator[Document]:
     with open_input(file) as f:
         try:
-            yield from _iter_source(f, protocol, compress, expect_eof=own)
+            yield from get_protocol(protocol).reader(f, compress, own)
         except FormatError as e:
             raise FormatError(f"{describe(file)}: {e}") from e
 

@@ -40,6 +40,9 @@ __all__ = [
     "is_url",
     "legacy_suffixes",
     "open_input",
+    "readinto_exact",
+    "writable_buffer",
+    "writable_copy",
 ]
 
 
@@ -56,7 +59,7 @@ def describe(file: Any) -> str:
     return repr(name) if isinstance(name, str) else f"<{type(file).__name__}>"
 
 
-def legacy_suffixes(file: Any) -> tuple[str | None, str | None]:
+def legacy_suffixes(file: Any, protocols: tuple[str, ...]) -> tuple[str | None, str | None]:
     """``(protocol, compress)`` named by a path's suffixes, as docarray 0.21 read them.
 
     ``data.protobuf.lz4`` -> ``('protobuf', 'lz4')``; ``data.bin`` -> ``(None, None)``.
@@ -68,7 +71,7 @@ def legacy_suffixes(file: Any) -> tuple[str | None, str | None]:
     protocol = compress = None
     for suffix in PurePath(os.fspath(file)).suffixes:
         s = suffix[1:]
-        if s in ("docmill", "protobuf", "protobuf-array", "pickle", "pickle-array"):
+        if s in protocols:
             protocol = s
         elif s in CODEC_IDS:
             compress = s
@@ -320,7 +323,7 @@ class BinaryReader:
             got, buf = len(grown), memoryview(grown)
         else:
             buf = writable_buffer(n)
-            got = _readinto_exact(self._file, buf)
+            got = readinto_exact(self._file, buf)
         self.offset += got
         if got != n:
             raise _truncated(what, n, got, start)
@@ -333,7 +336,7 @@ def _truncated(what: str, wanted: int, got: int, offset: int) -> FormatError:
     )
 
 
-def _readinto_exact(f: Any, buf: memoryview) -> int:
+def readinto_exact(f: Any, buf: memoryview) -> int:
     """Fill ``buf`` from ``f`` (looping over short reads); returns the bytes read."""
     view, n = buf, 0
     readinto = getattr(f, "readinto", None)

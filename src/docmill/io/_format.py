@@ -35,6 +35,13 @@ ndarrays aligned when they are decoded as views of the file's bytes.
 
 Versions: readers keep a decoder per version they ever wrote; a newer file
 than the reader knows raises :class:`FormatError` asking to upgrade.
+
+Sans-IO: :class:`FrameEncoder` turns Documents into the format's bytes and
+:class:`FrameDecoder` turns bytes, fed in chunks of any size, back into
+Documents; neither does any IO. Everything else is a thin driver over them:
+:class:`FrameWriter` (a ``write`` callable), :func:`encode_docs` (an iterator of
+bytes, e.g. an HTTP request body) and :func:`read_docs` (bytes or a file object,
+exact-size reads so nothing past the end frame is consumed).
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from docmill.document import Document
+from docmill.document import Document, approx_nbytes
 from docmill.errors import FormatError, MissingExtra
 from docmill.io._compress import (
     CODEC_IDS,
@@ -56,7 +63,7 @@ from docmill.io._compress import (
     decompress_exact,
 )
 from docmill.io._docpack import ALIGN, decode_payload, encode_payload
-from docmill.io._files import BinaryReader, writable_copy
+from docmill.io._files import readinto_exact, writable_buffer, writable_copy
 
 __all__ = [
     "CHECKSUM_CRC32",
@@ -65,13 +72,17 @@ __all__ = [
     "MAGIC",
     "VERSION",
     "EncodedFrame",
+    "FrameBudget",
+    "FrameDecoder",
+    "FrameEncoder",
     "FrameWriter",
-    "approx_nbytes",
+    "encode_docs",
     "encode_frame",
-    "frame_is_full",
     "group_docs",
+    "map_groups",
     "payload_checksum",
     "read_docs",
+    "thread_map",
 ]
 
 MAGIC = b"\x89DOCMILL"
@@ -95,12 +106,81 @@ FRAME_DOCS = 4096
 
 _ZEROS = bytes(ALIGN)
 
-#: an encoded frame: the buffers to write in order and their total size
+#: an encoded frame: the buffers to write in order, their total size, the Document count
 EncodedFrame = tuple[list[Any], int, int]
 
 
+# ---------------------------------------------------------------------- cutting frames
+class FrameBudget:
+    """Collects Documents for one frame and says when it is full (``FRAME_BYTES`` of
+    data or ``FRAME_DOCS`` Documents): the one place that decides where frames end."""
+
+    __slots__ = ("docs", "nbytes")
+
+    def __init__(self) -> None:
+        self.docs: list[Document] = []
+        self.nbytes = 0
+
+    def add(self, d: Document) -> bool:
+        """Add ``d``; True when the frame is now full."""
+        self.docs.append(d)
+        self.nbytes += approx_nbytes(d)
+        return self.nbytes >= FRAME_BYTES or len(self.docs) >= FRAME_DOCS
+
+    def take(self) -> list[Document]:
+        docs, self.docs, self.nbytes = self.docs, [], 0
+        return docs
+
+
+def group_docs(docs: Iterable[Document]) -> Iterator[tuple[list[Document], int, bool]]:
+    """Split a stream of Documents into frames: ``(docs, index of the first, full)``
+    (``full``: closed by the size limits, so more of the same is likely to follow)."""
+    budget = FrameBudget()
+    first = 0
+    for i, d in enumerate(docs):
+        if budget.add(d):
+            yield budget.take(), first, True
+            first = i + 1
+    if budget.docs:
+        yield budget.take(), first, False
+
+
+def thread_map(func: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+    """``func`` over ``items`` on the engine's worker threads, in order, a few ahead
+    (the window bounds what is held). The engine is imported only here, when there
+    are full frames to compress: ``import docmill.io`` does not load it."""
+    from docmill import parallel
+
+    # one frame per task: a frame is already a big unit of work (~8 MB)
+    return parallel.map(func, items, backend="thread", chunksize=1)
+
+
+def map_groups(
+    encode: Callable[[tuple[list[Document], int, bool]], Any],
+    docs: Iterable[Document],
+    compress: str | None,
+) -> Iterator[Any]:
+    """``encode`` over the frames of ``docs``, in order: on worker threads when there
+    are at least two full frames to compress (big data), else in this thread.
+    Threads pay for compression only: an uncompressed frame is a checksum and a copy,
+    which the memory bus bounds, and threads only add contention there."""
+    groups = group_docs(docs)
+    head = list(itertools.islice(groups, 2))
+    frames = itertools.chain(head, groups)
+    if compress is not None and len(head) == 2 and head[0][2]:
+        return thread_map(encode, frames)
+    return map(encode, frames)
+
+
+# ---------------------------------------------------------------------- encoding
 def file_header(compress: str | None, checksum: int) -> bytes:
     head = struct.pack("<8sHBB16x", MAGIC, VERSION, CODEC_IDS[compress], checksum)
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def end_frame(count: int) -> bytes:
+    """The frame that ends a stream of ``count`` Documents."""
+    head = _FRAME.pack(KIND_END, 0, 0, 0, count, 0, 0)[:-4]
     return head + struct.pack("<I", zlib.crc32(head))
 
 
@@ -189,37 +269,53 @@ def _renumber(e: Exception, first: int) -> Exception:
         return TypeError(msg)
 
 
-def approx_nbytes(d: Document) -> int:
-    """A Document's rough encoded size (its arrays, blob and text), to cut frames."""
-    if not isinstance(d, Document):
-        return 64  # encode_payload reports it
-    n = 64
-    for v in (d.tensor, d.embedding, d.blob, d.text):
-        if v is not None:
-            n += getattr(v, "nbytes", None) or (len(v) if isinstance(v, bytes | str) else 0)
-    for nested in (d._chunks, d._matches):
-        if nested:
-            n += sum(approx_nbytes(c) for c in nested)
-    return n
+class FrameEncoder:
+    """Sans-IO encoder: Documents in, the format's bytes out (no IO of its own)::
+
+        enc = FrameEncoder(compress="lz4")
+        out = [enc.header(), *enc.encode(docs), *enc.encode(more), enc.end()]
+
+    :meth:`encode` may be called any number of times; ``count`` and ``nbytes``
+    are what was encoded so far.
+    """
+
+    def __init__(self, compress: str | None = None, checksum: int | None = None) -> None:
+        self.compress = compress
+        self.checksum = DEFAULT_CHECKSUM if checksum is None else checksum
+        self.count = 0
+        self.nbytes = 0
+
+    def header(self) -> bytes:
+        self.nbytes += _HEADER.size
+        return file_header(self.compress, self.checksum)
+
+    def encode(self, docs: Iterable[Document]) -> Iterator[Any]:
+        """The buffers of the frames of ``docs`` (lazily: one frame at a time, or a few
+        ahead on worker threads when compressing big data, see :func:`map_groups`)."""
+        compress, checksum, base = self.compress, self.checksum, self.count
+
+        def encode(group: tuple[list[Document], int, bool]) -> EncodedFrame:
+            return encode_frame(group[0], compress, base + group[1], checksum)
+
+        for pieces, nbytes, count in map_groups(encode, docs, compress):
+            yield from pieces
+            self.count += count
+            self.nbytes += nbytes
+
+    def end(self) -> bytes:
+        self.nbytes += _FRAME.size
+        return end_frame(self.count)
 
 
-def frame_is_full(group: list[Document]) -> bool:
-    """A frame closed by the size limits: more of the same is likely to follow."""
-    return len(group) >= FRAME_DOCS or sum(map(approx_nbytes, group)) >= FRAME_BYTES
-
-
-def group_docs(docs: Iterable[Document]) -> Iterator[tuple[list[Document], int]]:
-    """Split a stream of Documents into frames: ``(docs, index of the first)``."""
-    group: list[Document] = []
-    size = first = 0
-    for i, d in enumerate(docs):
-        group.append(d)
-        size += approx_nbytes(d)
-        if size >= FRAME_BYTES or len(group) >= FRAME_DOCS:
-            yield group, first
-            group, size, first = [], 0, i + 1
-    if group:
-        yield group, first
+def encode_docs(
+    docs: Iterable[Document], compress: str | None = None, checksum: int | None = None
+) -> Iterator[Any]:
+    """A whole docmill stream of ``docs`` as an iterator of buffers (bytes-like), built
+    as it is consumed: an HTTP request body, a socket, any sink."""
+    enc = FrameEncoder(compress, checksum)
+    yield enc.header()
+    yield from enc.encode(docs)
+    yield enc.end()
 
 
 class FrameWriter:
@@ -232,56 +328,173 @@ class FrameWriter:
         self, write: Callable[[Any], Any], compress: str | None, checksum: int | None = None
     ) -> None:
         self._write = write
-        self.compress = compress
-        self.checksum = DEFAULT_CHECKSUM if checksum is None else checksum
-        self.count = 0
-        self.nbytes = _HEADER.size
+        self._enc = FrameEncoder(compress, checksum)
         self._closed = False
-        write(file_header(compress, self.checksum))
+        write(self._enc.header())
 
-    def write_frame(self, frame: EncodedFrame) -> None:
-        pieces, nbytes, count = frame
-        for p in pieces:
-            self._write(p)
-        self.count += count
-        self.nbytes += nbytes
+    @property
+    def count(self) -> int:
+        return self._enc.count
 
-    def write_docs(self, docs: Iterable[Document], parallel: bool = True) -> None:
-        """Encode and write ``docs``. With compression, once frames are full-sized (big
-        data), they are encoded, checksummed and compressed on worker threads while
-        earlier ones are written (ordered, bounded look-ahead)."""
-        groups = group_docs(docs)
-        first = next(groups, None)
-        if first is None:
-            return
-        compress, checksum = self.compress, self.checksum
-        groups = itertools.chain([first], groups)
-        # threads pay for compression only: uncompressed frames are a checksum and a
-        # copy, which the memory bus bounds, and threads only add contention there
-        if parallel and compress is not None and frame_is_full(first[0]):
-            from docmill.io._threads import ordered_thread_map
+    @property
+    def nbytes(self) -> int:
+        return self._enc.nbytes
 
-            frames: Iterable[EncodedFrame] = ordered_thread_map(
-                lambda gi: encode_frame(gi[0], compress, gi[1], checksum), groups
-            )
-        else:
-            frames = (encode_frame(g, compress, i, checksum) for g, i in groups)
-        for f in frames:
-            self.write_frame(f)
+    def write_docs(self, docs: Iterable[Document]) -> None:
+        for piece in self._enc.encode(docs):
+            self._write(piece)
 
     def close(self) -> None:
-        if self._closed:
+        if not self._closed:
+            self._closed = True
+            self._write(self._enc.end())
+
+
+# ---------------------------------------------------------------------- decoding
+class RawFrame(NamedTuple):
+    """A frame whose header was checked, not yet checksummed or decoded."""
+
+    checksum_kind: int
+    at: int
+    codec: int
+    count: int
+    raw_len: int
+    crc: int
+    payload: Any  # writable buffer, or a read-only view the decoder copies
+
+
+class FrameDecoder:
+    """Sans-IO decoder: feed bytes in chunks of any size, get Documents back::
+
+        dec = FrameDecoder()
+        for chunk in response.iter_bytes():
+            for doc in dec.feed(chunk):
+                ...
+        dec.close()          # FormatError if the stream ended early
+
+    Every header is checked as soon as its 32 bytes are in; a bad one raises
+    :class:`FormatError` naming its offset in the stream. Memory is bounded by
+    one frame: a frame's payload is collected only as its bytes arrive (a
+    claimed length allocates nothing). Data after the end frame is an error.
+
+    A writable chunk (``bytearray``, writable ``memoryview``) that holds a whole
+    frame is decoded in place: arrays of the Documents are views into it, so
+    pass a fresh buffer each time; ``bytes`` are copied where arrays need
+    writable memory. :attr:`wants` is how many bytes complete the element being
+    read (a driver that can read exact sizes reads that many, into a fresh
+    buffer, and never reads past the end frame).
+    """
+
+    def __init__(self) -> None:
+        self.offset = 0  # bytes consumed so far
+        self.done = False
+        self._checksum: int | None = None  # from the file header
+        self._seen = 0  # Documents in the frames so far
+        self._need = _HEADER.size  # bytes of the element being read
+        self._head: tuple | None = None  # the frame header whose payload is being read
+        self._partial = bytearray()
+
+    @property
+    def wants(self) -> int:
+        """Bytes needed to complete the element being read (0 once done)."""
+        return 0 if self.done else self._need - len(self._partial)
+
+    def feed(self, data: Any) -> list[Document]:
+        """Take the next bytes; return the Documents of the frames they complete."""
+        return [d for f in self.feed_frames(data) for d in decode_frame(f)]
+
+    def feed_frames(self, data: Any) -> list[RawFrame]:
+        """Like :meth:`feed`, but return the completed frames undecoded (a driver then
+        decodes them with :func:`decode_frame`, possibly on worker threads)."""
+        view = memoryview(data).cast("B")
+        out: list[RawFrame] = []
+        pos, n = 0, len(view)
+        while pos < n:
+            if self.done:
+                raise FormatError(f"unexpected data after the end frame, at offset {self.offset}")
+            need = self._need
+            if self._partial or n - pos < need:  # an element split across chunks
+                take = min(need - len(self._partial), n - pos)
+                self._partial += view[pos : pos + take]
+                pos += take
+                if len(self._partial) < need:
+                    break
+                element: memoryview = memoryview(self._partial)
+                self._partial = bytearray()
+            else:
+                element = view[pos : pos + need]
+                pos += need
+            frame = self._element(element)
+            if frame is not None:
+                out.append(frame)
+        return out
+
+    def close(self) -> None:
+        """The stream ended: :class:`FormatError` unless the end frame was read."""
+        if self.done:
             return
-        self._closed = True
-        head = _FRAME.pack(KIND_END, 0, 0, 0, self.count, 0, 0)[:-4]
-        self._write(head + struct.pack("<I", zlib.crc32(head)))
-        self.nbytes += _FRAME.size
+        have = len(self._partial)
+        if self._checksum is None:
+            what = "the docmill file header at offset 0"
+        elif self._head is None:
+            what = f"a frame header at offset {self.offset}"
+        else:
+            what = f"the frame at offset {self._head[0]}"
+            have += self.offset - self._head[0] - _FRAME.size
+        raise FormatError(f"truncated data: {what} needs {self._need} bytes, only {have} left")
+
+    # -- one complete element: the file header, a frame header, a payload (+ padding)
+    def _element(self, raw: memoryview) -> RawFrame | None:
+        at = self.offset
+        self.offset += len(raw)
+        if self._checksum is None:
+            self._checksum = _check_header(bytes(raw))
+            self._need = _FRAME.size
+            return None
+        if self._head is None:
+            return self._frame_header(bytes(raw), at)
+        start, codec, count, stored_len, raw_len, crc = self._head
+        self._head, self._need = None, _FRAME.size
+        pad = len(raw) - stored_len
+        if pad and raw[stored_len:] != _ZEROS[:pad]:
+            raise FormatError(
+                f"corrupt frame at offset {start}: its padding at offset {at + stored_len} "
+                f"is not zero"
+            )
+        self._seen += count
+        return RawFrame(self._checksum, start, codec, count, raw_len, crc, raw[:stored_len])
+
+    def _frame_header(self, raw: bytes, at: int) -> None:
+        kind, codec, count, stored_len, raw_len, crc, head_crc = _FRAME.unpack(raw)
+        if head_crc != zlib.crc32(raw[:-4]):
+            raise FormatError(f"corrupt frame header at offset {at}: checksum mismatch")
+        if kind == KIND_END:
+            if raw_len != self._seen:
+                raise FormatError(
+                    f"end frame at offset {at} says {raw_len} Documents, the file holds "
+                    f"{self._seen}"
+                )
+            self.done = True
+            return
+        if kind != KIND_DOCS:
+            raise FormatError(f"unknown frame kind {kind} at offset {at}; expected 1 or 2")
+        if codec not in CODEC_NAMES:
+            raise FormatError(f"unknown compression code {codec} in the frame at offset {at}")
+        if codec == 0 and raw_len != stored_len:
+            raise FormatError(
+                f"bad frame at offset {at}: raw frame says {raw_len} bytes but stores {stored_len}"
+            )
+        self._head = (at, codec, count, stored_len, raw_len, crc)
+        self._need = stored_len + (-stored_len % ALIGN)
+        if self._need == 0:  # an empty payload: complete already
+            self._head = None
+            self._need = _FRAME.size
+            self._seen += count
+            raise FormatError(f"bad frame at offset {at}: a frame of Documents with no payload")
 
 
-# ---------------------------------------------------------------------- reading
-def read_header(r: BinaryReader) -> tuple[int, int]:
-    """Check the file header; returns ``(version, checksum kind)``."""
-    raw = r.read(_HEADER.size, "the docmill file header")
+def _check_header(raw: bytes) -> int:
+    """Check the file header; returns the checksum kind."""
     magic, version, codec, checksum, crc = _HEADER.unpack(raw)
     if magic != MAGIC:
         raise FormatError(
@@ -302,95 +515,10 @@ def read_header(r: BinaryReader) -> tuple[int, int]:
         raise FormatError(f"unknown checksum algorithm {checksum} in the file header at offset 11")
     if checksum == CHECKSUM_XXH3:
         payload_checksum(checksum, ())  # MissingExtra now, rather than at the first frame
-    return version, checksum
+    return checksum
 
 
-def read_docs(r: BinaryReader, expect_eof: bool) -> Iterator[Document]:
-    """Yield the Documents of a docmill stream, a frame at a time.
-
-    ``expect_eof``: data after the end frame is an error (paths, bytes); for a
-    caller's file object reading stops right after the end frame. Frames are
-    read on this thread; compressed full-sized frames are checksummed,
-    decompressed and decoded on worker threads (zlib's CRC and the codecs
-    release the GIL) a few frames ahead, so memory stays bounded by a handful
-    of frames. Uncompressed frames stay on this thread: a checksum and a copy
-    are bound by memory bandwidth, and measured slower with threads.
-    """
-    _, checksum = read_header(r)
-    frames = _raw_frames(r, expect_eof, checksum)
-    first = next(frames, None)
-    if first is None:
-        return
-    frames = itertools.chain([first], frames)
-    if first.codec != 0 and first.raw_len >= FRAME_BYTES // 2:
-        from docmill.io._threads import ordered_thread_map
-
-        decoded = ordered_thread_map(_decode_frame, frames)
-        try:
-            for docs in decoded:
-                yield from docs
-        finally:  # abandoned by the caller: stop the workers before the file closes
-            close = getattr(decoded, "close", None)
-            if close is not None:
-                close()
-    else:
-        for f in frames:
-            yield from _decode_frame(f)
-
-
-class _RawFrame(NamedTuple):
-    checksum_kind: int
-    at: int
-    codec: int
-    count: int
-    raw_len: int
-    crc: int
-    payload: Any  # writable buffer, or a read-only view the decoder copies
-
-
-def _raw_frames(r: BinaryReader, expect_eof: bool, checksum: int) -> Iterator[_RawFrame]:
-    """Check every frame header and read the payloads; ends after a valid end frame."""
-    seen = 0
-    while True:
-        at = r.offset
-        raw = r.read(_FRAME.size, "a frame header")
-        kind, codec, count, stored_len, raw_len, crc, head_crc = _FRAME.unpack(raw)
-        if head_crc != zlib.crc32(raw[:-4]):
-            raise FormatError(f"corrupt frame header at offset {at}: checksum mismatch")
-        if kind == KIND_END:
-            if raw_len != seen:
-                raise FormatError(
-                    f"end frame at offset {at} says {raw_len} Documents, the file holds {seen}"
-                )
-            if expect_eof and r.read_some(1):
-                raise FormatError(f"unexpected data after the end frame, at offset {r.offset - 1}")
-            return
-        if kind != KIND_DOCS:
-            raise FormatError(f"unknown frame kind {kind} at offset {at}; expected 1 or 2")
-        if codec not in CODEC_NAMES:
-            raise FormatError(f"unknown compression code {codec} in the frame at offset {at}")
-        if codec == 0 and raw_len != stored_len:
-            raise FormatError(
-                f"bad frame at offset {at}: raw frame says {raw_len} bytes but stores {stored_len}"
-            )
-        left = r.remaining()
-        if left is not None and stored_len > left:
-            raise FormatError(
-                f"truncated data: the frame at offset {at} needs {stored_len} bytes, "
-                f"only {left} left"
-            )
-        # raw frames of read-only memory are copied by the decoder (on a worker thread)
-        payload = r.payload(stored_len, f"the payload of the frame at offset {at}", copy=codec != 0)
-        pad = -stored_len % ALIGN
-        if pad and r.read(pad, f"the padding of the frame at offset {at}") != _ZEROS[:pad]:
-            raise FormatError(
-                f"corrupt frame at offset {at}: its padding at offset {r.offset - pad} is not zero"
-            )
-        seen += count
-        yield _RawFrame(checksum, at, codec, count, raw_len, crc, payload)
-
-
-def _decode_frame(f: _RawFrame) -> list[Document]:
+def decode_frame(f: RawFrame) -> list[Document]:
     """Checksum, decompress and decode one frame; thread-safe."""
     if payload_checksum(f.checksum_kind, (f.payload,)) != f.crc:
         n = memoryview(f.payload).nbytes
@@ -409,3 +537,80 @@ def _decode_frame(f: _RawFrame) -> list[Document]:
         return decode_payload(payload, f.count)
     except FormatError as e:
         raise FormatError(f"bad frame at offset {f.at}: {e}") from e
+
+
+# ---------------------------------------------------------------------- the read driver
+_READ_CHUNK = 1 << 20  # reads of unknown-size streams grow by this much
+
+
+def read_docs(source: Any, expect_eof: bool) -> Iterator[Document]:
+    """Yield the Documents of a docmill stream in ``source`` (bytes-like or a binary file
+    object), a frame at a time.
+
+    ``expect_eof``: data after the end frame is an error (paths, bytes); a caller's
+    file object is read exactly up to the end frame. Compressed full-sized frames
+    are checksummed, decompressed and decoded on worker threads (zlib's CRC and the
+    codecs release the GIL) a few frames ahead, so memory stays bounded by a
+    handful of frames. Uncompressed frames stay on this thread: a checksum and a
+    copy are bound by memory bandwidth, and measured slower with threads.
+    """
+    raw = _raw_frames(source, expect_eof)
+    first = next(raw, None)
+    if first is None:
+        return
+    frames = itertools.chain([first], raw)
+    if first.codec != 0 and first.raw_len >= FRAME_BYTES // 2:
+        decoded = thread_map(decode_frame, frames)
+        try:
+            for docs in decoded:
+                yield from docs
+        finally:  # abandoned by the caller: stop the workers before the file closes
+            decoded.close()  # type: ignore[attr-defined]
+    else:
+        for f in frames:
+            yield from decode_frame(f)
+
+
+def _raw_frames(source: Any, expect_eof: bool) -> Iterator[RawFrame]:
+    dec = FrameDecoder()
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source).cast("B")  # frames are views of the caller's buffer
+        pos = 0
+        while not dec.done and pos < len(view):
+            n = dec.wants
+            yield from dec.feed_frames(view[pos : pos + n])
+            pos += n
+        dec.close()
+        if expect_eof and pos < len(view):
+            raise FormatError(f"unexpected data after the end frame, at offset {pos}")
+        return
+    left = _size_left(source)
+    while not dec.done:
+        n = dec.wants
+        if left is not None and n > left:  # a claimed length past the end of the file
+            n = left
+        if n > _READ_CHUNK and left is None:
+            chunk: Any = source.read(_READ_CHUNK)  # grow with the data that is there
+        else:
+            buf = writable_buffer(n)
+            chunk = buf[: readinto_exact(source, buf)]
+        if not chunk:
+            dec.close()  # raises: the stream ended early
+        if left is not None:
+            left -= len(chunk)
+        yield from dec.feed_frames(chunk)
+    if expect_eof and source.read(1):
+        raise FormatError(f"unexpected data after the end frame, at offset {dec.offset}")
+
+
+def _size_left(f: Any) -> int | None:
+    """Bytes left in a seekable file (so a bad length fails before any allocation)."""
+    try:
+        if f.seekable():
+            pos = f.tell()
+            end = f.seek(0, 2)
+            f.seek(pos)
+            return end - pos
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None

@@ -25,7 +25,6 @@ loads: load pickles only from sources you trust.
 from __future__ import annotations
 
 import io
-import itertools
 import pickle
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -41,7 +40,7 @@ from docmill.io._compress import (
     stream_writer,
 )
 from docmill.io._files import BinaryReader
-from docmill.io._format import frame_is_full, group_docs
+from docmill.io._format import map_groups
 
 __all__ = [
     "ArrayWriter",
@@ -138,24 +137,13 @@ class StreamWriter:
     def _header(self, n: int) -> bytes:
         return bytes([_STREAM_VERSION]) + n.to_bytes(8, "big")
 
-    def write_docs(self, docs: Iterable[Document], parallel: bool = True) -> None:
+    def write_docs(self, docs: Iterable[Document]) -> None:
         protocol, compress = self._protocol, self._compress
 
-        def encode(group: tuple[list[Document], int]) -> list[tuple[bytes, bytes]]:
+        def encode(group: tuple[list[Document], int, bool]) -> list[tuple[bytes, bytes]]:
             return [_record(d, protocol, compress) for d in group[0]]
 
-        groups = group_docs(docs)
-        first = next(groups, None)
-        if first is None:
-            return
-        groups = itertools.chain([first], groups)
-        if parallel and compress is not None and frame_is_full(first[0]):
-            from docmill.io._threads import ordered_thread_map
-
-            batches: Iterable[list[tuple[bytes, bytes]]] = ordered_thread_map(encode, groups)
-        else:
-            batches = map(encode, groups)
-        for records in batches:
+        for records in map_groups(encode, docs, compress):
             for prefix, data in records:
                 self._out.write(prefix)
                 self._out.write(data)
@@ -228,7 +216,7 @@ class ArrayWriter:
         self._pending: list[Document] = []
         self.count = 0
 
-    def write_docs(self, docs: Iterable[Document], parallel: bool = True) -> None:
+    def write_docs(self, docs: Iterable[Document]) -> None:
         if self._protocol == "pickle-array":
             n = len(self._pending)
             self._pending.extend(docs)
