@@ -87,9 +87,7 @@ def set_state(d: Document, state: tuple) -> None:
 _rebuild = from_state  # the name pickles written by docmill 0.1 refer to
 
 
-_TENSOR, _EMBEDDING, _BLOB, _TEXT, _CHUNKS, _MATCHES = map(
-    FIELDS.index, ("tensor", "embedding", "blob", "text", "chunks", "matches")
-)
+_data_slots = operator.attrgetter("tensor", "embedding", "blob", "text", "_chunks", "_matches")
 
 
 def approx_nbytes(x: Any) -> int:
@@ -98,11 +96,20 @@ def approx_nbytes(x: Any) -> int:
     nested Documents; for an ndarray / bytes / str their length; else 0."""
     if type(x) is not Document:
         return _nbytes(x)
-    state = _get_slots(x)
-    n = 64 + sum(_nbytes(state[i]) for i in (_TENSOR, _EMBEDDING, _BLOB, _TEXT))
-    for nested in (state[_CHUNKS], state[_MATCHES]):
-        if nested:
-            n += sum(map(approx_nbytes, nested))
+    tensor, embedding, blob, text, chunks, matches = _data_slots(x)
+    n = 64
+    if tensor is not None:
+        n += _nbytes(tensor)
+    if embedding is not None:
+        n += _nbytes(embedding)
+    if blob is not None:
+        n += len(blob) if type(blob) is bytes else _nbytes(blob)
+    if text is not None:
+        n += len(text) if type(text) is str else _nbytes(text)
+    if chunks:
+        n += sum(map(approx_nbytes, chunks))
+    if matches:
+        n += sum(map(approx_nbytes, matches))
     return n
 
 

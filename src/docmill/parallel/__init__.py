@@ -35,10 +35,15 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from docmill._checks import check_int
-from docmill.document import approx_nbytes
 from docmill.parallel._base import Backend, Capabilities
 from docmill.parallel._core import stream
-from docmill.parallel._inplace import apply_doc_batches, apply_docs, batch_source, describe_batch
+from docmill.parallel._inplace import (
+    apply_doc_batches,
+    apply_docs,
+    batch_source,
+    describe_batch,
+    item_nbytes,
+)
 from docmill.parallel._options import Options
 from docmill.parallel._registry import BACKENDS, backend_class, register_backend
 from docmill.parallel._runner import provide_worker_state, worker_state
@@ -79,16 +84,8 @@ def map(
     stops the workers. An exception in ``func`` is re-raised here as its original
     type, naming the item's index and id. See the module docstring for the options.
     """
-    opts = Options.from_kwargs(
-        "map",
-        backend=backend,
-        num_worker=num_worker,
-        show_progress=show_progress,
-        pool=pool,
-        **options,
-    )
-    _check_func("map", func)
-    return stream(func, _iter("map", iterable), opts, total=_len(iterable), sizeof=approx_nbytes)
+    opts = _options("map", func, backend, num_worker, show_progress, pool, options)
+    return stream(func, _iter("map", iterable), opts, total=_len(iterable), sizeof=item_nbytes)
 
 
 def map_batch(
@@ -108,15 +105,7 @@ def map_batch(
     last one may be shorter. ``shuffle=True`` draws the batches in a random order
     (the input needs a length). ``timeout`` is per batch. Otherwise like :func:`map`.
     """
-    opts = Options.from_kwargs(
-        "map_batch",
-        backend=backend,
-        num_worker=num_worker,
-        show_progress=show_progress,
-        pool=pool,
-        **options,
-    )
-    _check_func("map_batch", func)
+    opts = _options("map_batch", func, backend, num_worker, show_progress, pool, options)
     check_int("batch_size", batch_size)
     _iter("map_batch", iterable)
     n = _len(iterable)
@@ -146,15 +135,7 @@ def apply(
     return another Document; the changes are kept on every backend (with
     processes the worker's copy is written back). Returns ``da``.
     """
-    opts = Options.from_kwargs(
-        "apply",
-        backend=backend,
-        num_worker=num_worker,
-        show_progress=show_progress,
-        pool=pool,
-        **options,
-    )
-    _check_func("apply", func)
+    opts = _options("apply", func, backend, num_worker, show_progress, pool, options)
     apply_docs(da, func, opts)
     return da
 
@@ -176,15 +157,7 @@ def apply_batch(
     them in place (returning None or the batch) or return a DocumentArray of the
     same length.
     """
-    opts = Options.from_kwargs(
-        "apply_batch",
-        backend=backend,
-        num_worker=num_worker,
-        show_progress=show_progress,
-        pool=pool,
-        **options,
-    )
-    _check_func("apply_batch", func)
+    opts = _options("apply_batch", func, backend, num_worker, show_progress, pool, options)
     check_int("batch_size", batch_size)
     apply_doc_batches(da, func, batch_size, shuffle, opts)
     return da
@@ -202,9 +175,27 @@ def __getattr__(name: str) -> Any:
 
 
 # ---------------------------------------------------------------------- helpers
-def _check_func(caller: str, func: Any) -> None:
+def _options(
+    caller: str,
+    func: Any,
+    backend: str,
+    num_worker: int | None,
+    show_progress: bool,
+    pool: Any,
+    options: dict[str, Any],
+) -> Options:
+    """The validated options of one call, and its ``func`` checked."""
+    opts = Options.from_kwargs(
+        caller,
+        backend=backend,
+        num_worker=num_worker,
+        show_progress=show_progress,
+        pool=pool,
+        **options,
+    )
     if not callable(func):
         raise TypeError(f"{caller}() needs a callable func, got {type(func).__name__}")
+    return opts
 
 
 def _iter(caller: str, iterable: Any) -> Iterator[Any]:

@@ -129,7 +129,7 @@ class _Sizer:
     ) -> None:
         caps = backend.capabilities
         self.backend = backend if caps.elastic else None  # its worker count may change
-        self.workers = max(1, backend.num_workers)
+        self.num_workers = max(1, backend.num_workers)
         self.ahead = caps.concurrent  # False: never run ahead (serial)
         # chunks of this much work hide the backend's per-task cost behind <= 2%
         self.target = max(TARGET_SECONDS, 50 * caps.task_overhead)
@@ -144,15 +144,15 @@ class _Sizer:
         if self.total is None:
             return MAX_CHUNK
         # several chunks per worker, so none idles at the end
-        return max(1, min(MAX_CHUNK, self.total // (4 * self.workers)))
+        return max(1, min(MAX_CHUNK, self.total // (4 * self.num_workers)))
 
     def next_chunk(self, inflight: int, running: bool) -> int:
         """Items to take now (0: the window is full)."""
-        if self.backend is not None and self.backend.num_workers != self.workers:
-            self.workers = max(1, self.backend.num_workers)
+        if self.backend is not None and self.backend.num_workers != self.num_workers:
+            self.num_workers = max(1, self.backend.num_workers)
             self.cap = self._cap()
         n = self.size
-        win = self.window or (2 * self.workers * n if self.ahead else n)
+        win = self.window or (2 * self.num_workers * n if self.ahead else n)
         n = min(n, win)
         return 0 if running and inflight + n > win else n
 

@@ -41,7 +41,15 @@ __all__ = [
     "apply_docs",
     "batch_source",
     "describe_batch",
+    "item_nbytes",
 ]
+
+
+def item_nbytes(x: Any) -> int:
+    """Rough payload bytes of an item (a Document's arrays, blob, text and nested
+    Documents; an ndarray's or bytes' length), so the core keeps chunks of big items
+    small."""
+    return approx_nbytes(x)
 
 
 def describe_batch(index: int, batch: Any) -> str:
@@ -87,7 +95,7 @@ def apply_docs(da: DocumentArray, func: Callable[[Document], Any], options: Opti
     """Run ``func`` on every Document of ``da`` and keep its changes (see the module doc)."""
     docs = list(da)  # positions are fixed at the start
     chunks = stream(
-        _InPlace(func), iter(docs), options, total=len(docs), flat=False, sizeof=approx_nbytes
+        _InPlace(func), iter(docs), options, total=len(docs), flat=False, sizeof=item_nbytes
     )
     with closing(chunks):
         for start, chunk, outs in chunks:
