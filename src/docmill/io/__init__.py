@@ -15,6 +15,11 @@ Compression (``compress=``): ``None``, 'lz4', 'zstd', 'zlib', 'gzip', 'bz2',
 'lzma'. ``file=``: a path, an fsspec URL (``memory://``, ``s3://``...) or a
 binary file object; writes to paths and URLs are atomic. Bad data raises
 :class:`docmill.FormatError` naming the offset and what was expected.
+
+For streams that are not files (an HTTP body, a socket), the format's sans-IO
+pieces: :func:`encode_docs` yields a docmill stream's bytes from any iterable
+of Documents, and :class:`FrameDecoder` is fed byte chunks of any size and
+returns the Documents completed so far.
 """
 
 from docmill.io._binary import (
@@ -30,7 +35,7 @@ from docmill.io._binary import (
     save_binary_stream,
 )
 from docmill.io._compress import CODEC_IDS
-from docmill.io._format import MAGIC, VERSION
+from docmill.io._format import MAGIC, VERSION, FrameDecoder, encode_docs
 from docmill.io._json import (
     array_from_json,
     array_from_list,
@@ -53,6 +58,7 @@ __all__ = [
     "PROTOCOLS",
     "VERSION",
     "BinaryWriter",
+    "FrameDecoder",
     "array_from_bytes",
     "array_from_json",
     "array_from_list",
@@ -65,6 +71,7 @@ __all__ = [
     "document_to_bytes",
     "document_to_dict",
     "document_to_json",
+    "encode_docs",
     "iter_binary",
     "load_binary",
     "load_json",

@@ -21,9 +21,11 @@ Design points:
   is a list append and a yield, never a Future. With ``chunksize=None`` chunks
   start at one item (so the first result comes back as early as possible) and
   grow from the runner's measured time towards ~10 ms of work per chunk
-  (``TARGET_SECONDS``): enough to hide a process round trip (~0.1-0.3 ms) and a
-  thread hand-off (~20 us) behind at most a few percent, while keeping
-  latency and cancellation prompt. Growth is capped at 8x per step, at
+  (``TARGET_SECONDS``), or 50x the backend's declared per-task overhead
+  (:class:`~docmill.parallel.Capabilities`) when that is more: enough to hide a
+  process round trip (~0.1-0.3 ms), a thread hand-off (~20 us) or a cluster's
+  scheduling cost behind at most ~2%, while keeping latency and cancellation
+  prompt. Growth is capped at 8x per step, at
   ``MAX_CHUNK`` items, and, when the input has a length, at
   ``len / (4 x workers)`` so every worker gets several chunks (load balance).
   Big items (Documents with large tensors) also cap chunks at ``CHUNK_BYTES``
@@ -33,10 +35,11 @@ Design points:
   task, so a timeout and an error name exactly one item.
 - **Window.** At most ``window`` items are taken from the input and not yet
   consumed (default ``2 x workers x chunksize``: one chunk running and one
-  queued per worker, so workers never wait for the consumer's next call). The
+  queued per worker, so workers never wait for the consumer's next call; an
+  elastic backend's worker count is read again before each refill). The
   input is pulled only when a chunk is consumed; after k results at most
-  k + window items have been taken. The serial backend gets a window of one
-  chunk: nothing runs ahead of the consumer.
+  k + window items have been taken. A backend that is not ``concurrent`` (serial)
+  gets a window of one chunk: nothing runs ahead of the consumer.
 - **Cancellation.** Everything happens inside the generator, so ``break``,
   ``close()``, garbage collection, an exception or Ctrl-C all run its
   ``finally``: ``backend.shutdown(cancel=True)`` stops the workers.
