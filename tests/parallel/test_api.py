@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -206,3 +207,63 @@ def test_register_backend_by_class_or_by_import_path(clean_registry):
         parallel.register_backend("bad", object)
     with pytest.raises(ValueError, match="identifier"):
         parallel.register_backend("no spaces", parallel.SerialBackend)
+
+
+# ---------------------------------------------------------------------- shared pieces
+def test_worker_state_lives_where_the_backend_says():
+    from docmill.parallel import provide_worker_state, worker_state
+
+    shared: dict = {}
+    provide_worker_state(lambda: shared)
+    try:
+        worker_state()["x"] = 1
+        t = threading.Thread(target=lambda: worker_state().setdefault("y", 2))
+        t.start()
+        t.join()
+        assert shared == {"x": 1, "y": 2}  # one dict for every thread of this worker
+    finally:
+        provide_worker_state(None)
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(worker_state()))
+    t.start()
+    t.join()
+    assert seen == [{}] and worker_state() is not seen[0]  # back to one per thread
+    with pytest.raises(TypeError, match="callable"):
+        provide_worker_state({})
+
+
+def test_the_watchdog_fires_in_deadline_order_and_only_what_is_armed():
+    from docmill.parallel._base import Watchdog
+
+    fired: list[str] = []
+    done = threading.Event()
+    w = Watchdog("test-watchdog")
+    assert w._thread is None  # no thread until something is armed
+    w.arm("late", 0.3, lambda: (fired.append("late"), done.set()))
+    w.arm("soon", 0.05, lambda: fired.append("soon"))
+    w.arm("never", 0.1, lambda: fired.append("never"))
+    w.disarm("never")
+    w.arm("moved", 10, lambda: fired.append("moved"))
+    w.arm("moved", 0.15, lambda: fired.append("moved"))  # re-arming replaces the deadline
+    assert done.wait(5)
+    assert fired == ["soon", "moved", "late"]
+    t0 = time.monotonic()
+    w.stop()
+    assert time.monotonic() - t0 < 1 and not w._thread.is_alive()
+    w.arm("after-stop", 0, lambda: fired.append("x"))  # ignored once stopped
+    time.sleep(0.05)
+    assert fired == ["soon", "moved", "late"]
+
+
+def test_an_elastic_backends_worker_count_is_read_before_each_refill():
+    from docmill.parallel import Capabilities
+    from docmill.parallel._core import _Sizer
+
+    class Elastic(parallel.SerialBackend):
+        capabilities = Capabilities(elastic=True)
+
+    b = Elastic(Options(backend="serial"))
+    sizer = _Sizer(b, Options(backend="serial", chunksize=4), None, True)
+    assert sizer.next_chunk(4, True) == 4 and sizer.next_chunk(8, True) == 0  # window 2x1x4
+    b.num_workers = 3  # the cluster scaled up
+    assert sizer.next_chunk(16, True) == 4  # window 2x3x4 = 24

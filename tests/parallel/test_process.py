@@ -703,3 +703,16 @@ def test_results_and_exceptions_of_main_classes_come_back(method, transport, tmp
         timeout=50,
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def _state_seen_by_a_thread(x):
+    worker_state()["n"] = worker_state().get("n", 0) + 1
+    out = []
+    t = threading.Thread(target=lambda: out.append(worker_state().get("n")))
+    t.start()
+    t.join()
+    return out[0] == worker_state()["n"]
+
+
+def test_threads_started_by_func_share_the_workers_state():
+    assert all(parallel.map(_state_seen_by_a_thread, range(20), backend="process", num_worker=2))
