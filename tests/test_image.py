@@ -149,7 +149,7 @@ def test_not_an_image_without_uri():
 
 @pytest.mark.parametrize("bad", [0, -3, 1.5, True, "10"])
 def test_decode_bad_size(files, bad):
-    with pytest.raises(ValueError, match="width must be a positive int"):
+    with pytest.raises(ValueError, match="width must be an int >= 1, or None"):
         image.load_image_tensor(files["png"], width=bad)
 
 

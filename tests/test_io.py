@@ -514,3 +514,15 @@ def test_non_documents_in_a_stream_are_named(monkeypatch) -> None:
     for compress in (None, "lz4"):
         with pytest.raises(TypeError, match="item 3 is a dict, not a Document"):
             dio.save_binary_stream(items, io.BytesIO(), compress=compress)
+
+
+def test_storage_does_not_load_the_engine() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import docmill.io, sys; from docmill import DocumentArray; "
+        "DocumentArray.from_bytes(DocumentArray.empty(3).to_bytes()); "
+        "assert 'docmill.parallel' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

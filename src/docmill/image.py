@@ -40,6 +40,7 @@ from typing import IO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from docmill._checks import check_int, is_int
 from docmill.errors import FormatError
 from docmill.uri import DEFAULT_TIMEOUT, _describe, read_uri, to_datauri
 
@@ -121,8 +122,9 @@ def _decode(
     uri: str | os.PathLike[str] | None,
     first_only: bool,
 ) -> list[np.ndarray]:
-    _check_size("width", width)
-    _check_size("height", height)
+    for name, value in (("width", width), ("height", height)):
+        if value is not None:
+            check_int(name, value, alternative="or None")
     if width is None and height is None:
         t = _decode_jpeg_fast(data)
         if t is not None:
@@ -323,7 +325,7 @@ def resize_image(tensor: np.ndarray, shape: tuple[int, int], channel_axis: int =
     if (
         not isinstance(shape, Sequence)
         or len(shape) != 2
-        or not all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in shape)
+        or not all(map(is_int, shape))
         or min(shape) < 1
     ):
         raise ValueError(f"shape must be (height, width) with two positive ints, got {shape!r}")
@@ -431,10 +433,3 @@ def _image_format(image_format: str) -> str:
     if fmt is None:
         raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
     return fmt
-
-
-def _check_size(name: str, value: int | None) -> None:
-    if value is not None and (
-        not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1
-    ):
-        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
