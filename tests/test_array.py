@@ -46,7 +46,7 @@ def test_constructors() -> None:
     assert_index_ok(empty)
     for d in empty:  # just like Document(): a uuid4 hex id and nothing else set
         assert uuid.UUID(d.id).version == 4 and uuid.UUID(d.id).hex == d.id
-        assert d == Document(id=d.id) and d.non_empty_fields() == ("id",)
+        assert d == Document(id=d.id) and d.non_empty_fields == ("id",)
         assert d.tags == {} and len(d.chunks) == 0
     assert len(DocumentArray.empty()) == 0
 
@@ -156,7 +156,7 @@ def test_set_and_del_field(key, positions, single) -> None:
     untouched = [i for i in range(N) if i not in positions]
     assert [da[i].text for i in untouched] == [f"t{i}" for i in untouched]
     del da[key, "text"]
-    assert all(da[p].text is None for p in positions)
+    assert all(da[p].text == "" for p in positions)  # unset text reads "" as in legacy
     assert [da[i].text for i in untouched] == [f"t{i}" for i in untouched]
     assert_index_ok(da)
 
@@ -464,16 +464,19 @@ def test_bulk_list_fields_round_trip() -> None:
     da = make(3)
     assert da.texts == ["t0", "t1", "t2"]
     da.texts = ["a", "b", "c"]
-    da.blobs = [b"0", b"1", b"2"]
+    assert [d.text for d in da] == ["a", "b", "c"] and da.contents == ["a", "b", "c"]
+    da.blobs = [b"0", b"1", b"2"]  # clears the texts: they exclude each other
     da.uris = ("u0", "u1", "u2")
     da.tags = [{"i": 0}, {"i": 1}, {"i": 2}]
-    assert [d.text for d in da] == ["a", "b", "c"]
-    assert da.blobs == [b"0", b"1", b"2"]
+    assert da.texts == ["", "", ""] and da.blobs == [b"0", b"1", b"2"]
     assert da.uris == ["u0", "u1", "u2"]
     assert da.tags == [{"i": 0}, {"i": 1}, {"i": 2}]
-    da.texts = None
-    assert da.texts == [None, None, None]
-    assert DocumentArray().texts == []
+    da.blobs = None
+    assert da.blobs == [b"", b"", b""]
+    empty = DocumentArray()
+    assert (empty.texts, empty.blobs, empty.tensors, empty.embeddings, empty.contents) == (
+        None, None, None, None, None
+    )  # fmt: skip
 
 
 def test_bulk_tensors_and_embeddings() -> None:
@@ -629,7 +632,7 @@ def test_summary(capsys) -> None:
     assert out[0] == "DocumentArray: 3 Documents"
     rows = {line.split()[0]: line.split(None, 2)[1:] for line in out[2:]}
     assert rows["id"] == ["3/3"]
-    assert rows["text"] == ["3/3"]
+    assert "text" not in rows  # the tensors cleared the texts
     assert rows["tags"] == ["1/3"]
     assert rows["tensor"] == ["3/3", "(2, 3) float32 x2; (4,) uint8 x1"]
     assert "embedding" not in rows

@@ -48,13 +48,14 @@ def test_defaults():
     assert uuid.UUID(hex=d.id).version == 4 and len(d.id) == 32 and d.id == d.id.lower()
     assert Document().id != d.id
     for f in FIELDS:
-        if f in ("id", "tags", "evaluations", "scores", "chunks", "matches"):
+        if f in ("id", "text", "blob", "tags", "evaluations", "scores", "chunks", "matches"):
             continue
         assert getattr(d, f) is None, f
+    assert d.text == "" and d.blob == b""  # as legacy reads them
     assert d.tags == {} and d.evaluations == {} and d.scores == {}
     assert isinstance(d.chunks, DocumentArray) and len(d.chunks) == 0
     assert isinstance(d.matches, DocumentArray) and len(d.matches) == 0
-    assert d.non_empty_fields() == ("id",)
+    assert d.non_empty_fields == ("id",)
 
 
 VALUES = {
@@ -95,51 +96,103 @@ def test_every_field_settable_via_constructor(field):
         assert got is VALUES[field]
     else:
         assert got == VALUES[field]
-    assert field in d.non_empty_fields()
+    assert field in d.non_empty_fields
 
 
-def test_unknown_keyword_is_a_type_error_naming_it():
-    with pytest.raises(TypeError, match="colour"):
-        Document(colour="red")
-    with pytest.raises(TypeError, match="id must be a str"):
-        Document(id=5)
+def test_a_lenient_constructor_as_legacy():
+    assert Document(colour="red", n=1).tags == {"colour": "red", "n": 1}  # unknown -> tags
+    assert Document(colour="red", unknown_fields_handler="drop").tags == {}
+    with pytest.raises(AttributeError, match="'colour'"):
+        Document(colour="red", unknown_fields_handler="raise")
+    assert Document({"text": "hi", "n": 1}).tags == {"n": 1}
+    assert Document('{"id": "j", "text": "hi"}').text == "hi"
+    assert Document({"txt": "hi"}, field_resolver={"txt": "text"}).text == "hi"
+    assert Document(id=5).id == "5" and Document(id=1.5).id == "1.5"  # ids are str
     with pytest.raises(TypeError, match="tags must be a dict"):
         Document(tags=[1])
+    with pytest.raises(TypeError, match="cannot build a Document from a list"):
+        Document([1])
+    with pytest.raises(ValueError, match="JSON object"):
+        Document("not json")
+    original = Document(id="o", text="x", tags={"a": 1})
+    shared, copied = Document(original), Document(original, copy=True)
+    assert shared is not original and shared == original and copied == original
+    assert shared.tags is original.tags and copied.tags is not original.tags
+    assert Document(original, text="y").text == "y" and original.text == "x"
+
+
+def test_text_blob_and_tensor_exclude_each_other():
+    d = Document(text="a")
+    assert (d.content, d.content_type) == ("a", "text")
+    d.tensor = np.zeros(2)
+    assert d.text == "" and d.content_type == "tensor" and d.non_empty_fields == ("id", "tensor")
+    d.blob = b"x"
+    assert d.tensor is None and d.content == b"x" and d.content_type == "blob"
+    d.content = "back"
+    assert d.blob == b"" and d.text == "back"
+    assert Document(content=b"b").blob == b"b" and Document(content=[1, 2]).tensor == [1, 2]
+    assert Document(text="a", tensor=np.ones(1)).content_type == "tensor"  # the last one wins
+    assert Document().content is None and Document().content_type is None
+
+
+def test_pop_clear_hash_and_attributes():
+    d = Document(id="q", text="a", tags={"x": 1}, weight=0.5)
+    d.pop("text", "weight")
+    assert d.non_empty_fields == ("id", "tags")
+    d.clear()
+    assert d.non_empty_fields == ("id",) and d.id == "q"
+    assert hash(Document(id="a", text="x")) == hash(Document(id="a", text="x"))
+    assert len({Document(id="a"), Document(id="a"), Document(id="b")}) == 2
+    d.my_note = "legacy code sets its own attributes"
+    assert d.my_note.startswith("legacy")
+    assert Document(weight=0.0, granularity=0, text="").non_empty_fields == ("id",)
+
+
+def test_mime_types_and_legacy_converters():
+    assert Document(mime_type="jpg").mime_type == "image/jpeg"
+    assert Document(mime_type="weird").mime_type == "weird"
+    assert Document(uri="a.png").mime_type == "image/png"
+    assert Document(text="hi").convert_text_to_datauri().uri == "data:;charset=utf-8,hi"
+    assert Document(content="hi").convert_content_to_datauri().uri == "data:;charset=utf-8,hi"
+    raw = np.array([1, 2], dtype=np.float32)
+    assert Document(tensor=raw).convert_tensor_to_blob().blob == raw.tobytes()
+    back = Document(blob=raw.tobytes()).convert_blob_to_tensor(dtype=np.float32).tensor
+    np.testing.assert_array_equal(back, raw)
 
 
 def test_repr_is_short_and_readable():
-    d = Document(id="x1", text="t" * 500, tensor=np.zeros((3, 224, 224), np.float32))
+    d = Document(id="x1", text="t" * 500, embedding=np.zeros((3, 224, 224), np.float32))
     r = repr(d)
     assert r.startswith("<Document id='x1'") and r.endswith(">")
-    assert "tensor=ndarray(3, 224, 224):float32" in r
+    assert "embedding=ndarray(3, 224, 224):float32" in r
     assert "text='ttt" in r and "..." in r
     assert len(r) < 160
     assert "blob" not in r and "uri" not in r
 
 
 def test_summary_prints_set_fields(capsys):
-    d = Document(id="s1", text="hi", tags={"a": 1}, tensor=RGB)
+    d = Document(id="s1", text="hi", tags={"a": 1}, embedding=RGB)
     d.chunks.append(Document())
     assert d.summary() is None
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "Document s1"
-    for word in ("text", "'hi'", "tags", "tensor", "ndarray(10, 14, 3):uint8", "chunks"):
+    for word in ("text", "'hi'", "tags", "embedding", "ndarray(10, 14, 3):uint8", "chunks"):
         assert word in out
-    for unset in ("blob", "uri", "embedding", "matches"):
+    for unset in ("blob", "uri", "tensor", "matches"):
         assert unset not in out
 
 
 def test_equality():
-    a = Document(id="e", text="x", tensor=RGB.copy(), tags={"k": 1})
-    b = Document(id="e", text="x", tensor=RGB.copy(), tags={"k": 1})
-    assert a == b
-    assert a != Document(id="e", text="y", tensor=RGB.copy(), tags={"k": 1})
-    assert a != Document(id="other", text="x", tensor=RGB.copy(), tags={"k": 1})
-    assert a != Document(id="e", text="x", tensor=RGB.astype(np.float32), tags={"k": 1})
+    a = Document(id="e", text="x", embedding=RGB.copy(), tags={"k": 1})
+    b = Document(id="e", text="x", embedding=RGB.copy(), tags={"k": 1})
+    assert a == b and hash(a) == hash(b)
+    assert a != Document(id="e", text="y", embedding=RGB.copy(), tags={"k": 1})
+    assert a != Document(id="other", text="x", embedding=RGB.copy(), tags={"k": 1})
+    assert a != Document(id="e", text="x", embedding=RGB.astype(np.float32), tags={"k": 1})
     assert Document(id="z") == Document(id="z", tags={})  # empty container == not set
+    assert Document(id="z") == Document(id="z", weight=0.0)  # legacy's empty values
+    assert Document(id="t", tensor=np.zeros(1)) != Document(id="t", tensor=np.ones(1))
     assert a != "not a document"
-    with pytest.raises(TypeError):
-        hash(a)
 
 
 def test_pickle_round_trip():
@@ -197,17 +250,15 @@ def test_seed_foo_on_jpeg_and_datauri(tmp_path):
 def test_every_method_returns_self_so_calls_chain(tmp_path):
     path = _save(RGB, tmp_path / "a.png")
     d = Document(uri=path)
+    assert d.load_uri_to_blob().convert_blob_to_image_tensor() is d  # (the tensor clears the blob)
     chained = (
-        d.load_uri_to_blob()
-        .convert_blob_to_image_tensor()
-        .set_image_tensor_normalization()
+        d.set_image_tensor_normalization()
         .set_image_tensor_inv_normalization()
         .set_image_tensor_channel_axis(-1, 0)
         .set_image_tensor_shape((5, 7), channel_axis=0)
         .set_image_tensor_resample(2, channel_axis=0)
         .set_image_tensor_channel_axis(0, -1)
         .save_image_tensor_to_file(tmp_path / "out.png")
-        .convert_image_tensor_to_blob()
         .convert_image_tensor_to_uri()
         .convert_uri_to_datauri()
         .load_uri_to_image_tensor()
@@ -268,10 +319,13 @@ def test_blob_text_and_mime_type(tmp_path):
     png = _save(RGB, tmp_path / "a.png")
     d = Document(uri=png).load_uri_to_blob()
     assert d.blob == (tmp_path / "a.png").read_bytes() and d.mime_type == "image/png"
+    blob = d.blob
     np.testing.assert_array_equal(d.convert_blob_to_image_tensor().tensor, RGB)
-    assert d.convert_blob_to_image_tensor(width=7, height=5).tensor.shape == (5, 7, 3)
+    assert d.blob == b""  # tensor, text and blob exclude each other, as in legacy
+    small = Document(blob=blob).convert_blob_to_image_tensor(width=7, height=5)
+    assert small.tensor.shape == (5, 7, 3)
     raw = tmp_path / "noext"
-    raw.write_bytes(d.blob)
+    raw.write_bytes(blob)
     assert Document(uri=str(raw)).load_uri_to_blob().mime_type == "image/png"  # sniffed
     assert Document(uri=png, mime_type="x/y").load_uri_to_blob().mime_type == "x/y"  # kept
     txt = tmp_path / "t.md"

@@ -138,7 +138,7 @@ def test_mime_type_and_uri_are_set(tree: Path) -> None:
     (doc,) = from_files(str(tree / "*.jpg"))
     assert doc.uri == str(tree / "b.jpg")
     assert doc.mime_type == "image/jpeg"
-    assert doc.blob is None and doc.text is None
+    assert doc.blob == b"" and doc.text == ""
 
 
 # ---------------------------------------------------------------------- options
@@ -190,9 +190,9 @@ def test_exclude_regex(tree: Path, regex: str, expected: list[str]) -> None:
 
 def test_read_modes(tree: Path) -> None:
     (text,) = from_files(str(tree / "a.txt"), read_mode="r")
-    assert text.text == "alpha" and text.blob is None
+    assert text.text == "alpha" and text.blob == b""
     (blob,) = from_files(str(tree / "b.jpg"), read_mode="rb")
-    assert blob.blob == (tree / "b.jpg").read_bytes() and blob.text is None
+    assert blob.blob == (tree / "b.jpg").read_bytes() and blob.text == ""
     (tree / "crlf.txt").write_bytes("x\r\ny\rz é".encode())
     (crlf,) = from_files(str(tree / "crlf.txt"), read_mode="r")
     assert crlf.text == "x\ny\nz é"  # universal newlines, UTF-8
@@ -208,7 +208,7 @@ def test_to_dataturi(tree: Path) -> None:
     head, data = doc.uri.split(",", 1)
     assert head == "data:image/jpeg;base64"
     assert base64.b64decode(data) == (tree / "b.jpg").read_bytes()
-    assert doc.blob is None
+    assert doc.blob == b""
     (both,) = from_files(str(tree / "a.txt"), to_dataturi=True, read_mode="rb")
     assert both.uri == "data:text/plain;base64," + base64.b64encode(b"alpha").decode()
     assert both.blob == b"alpha"

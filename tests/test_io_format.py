@@ -42,7 +42,7 @@ def _decode(data, expect_eof=True) -> list[Document]:
 
 def _docs(n=3) -> list[Document]:
     return [
-        Document(id=f"d{i}", text=f"t{i}", tensor=np.full((2, 3), i, dtype=np.float32))
+        Document(id=f"d{i}", modality=f"t{i}", tensor=np.full((2, 3), i, dtype=np.float32))
         for i in range(n)
     ]
 
@@ -265,17 +265,18 @@ def _v1_docs() -> list[Document]:
     """The Documents stored in tests/fixtures/docmill/v1*.docmill (written by docmill 0.1)."""
     d = Document(
         id="v1",
-        text="format version 1",
         tensor=np.arange(24, dtype=np.float32).reshape(2, 3, 4),
         embedding=np.asfortranarray(np.arange(6, dtype=">i8").reshape(2, 3)),
-        blob=bytes(range(256)) * 20,
         tags={"k": [1, 2.5, None, True, "s"], "t": (1, "a"), "big": 2**70},
         weight=0.5,
         location=[1.0, 2.0],
         scores={"cos": {"value": 0.5}},
     )
-    d.chunks.append(Document(id="v1-chunk", tensor=np.zeros((0, 3), dtype=np.uint8)))
-    d.matches.append(Document(id="v1-match", text="m"))
+    # docmill 0.1 let text, blob and tensor be set together, and set no chunk metadata:
+    # its files hold exactly that, and load as they were written
+    d._text, d._blob = "format version 1", bytes(range(256)) * 20
+    d._chunks = DocumentArray([Document(id="v1-chunk", tensor=np.zeros((0, 3), dtype=np.uint8))])
+    d._matches = DocumentArray([Document(id="v1-match", text="m")])
     return [d, Document(id="v1-bare")]
 
 
@@ -380,7 +381,7 @@ def test_threaded_encode_names_the_failing_document() -> None:
 )
 def test_the_decoder_takes_chunks_of_any_size(cuts, compress) -> None:
     docs = [
-        Document(id=f"d{i}", text="x" * i, tensor=np.full(i % 50, i, dtype=np.int16))
+        Document(id=f"d{i}", modality="x" * i, tensor=np.full(i % 50, i, dtype=np.int16))
         for i in range(40)
     ]
     with pytest.MonkeyPatch.context() as mp:

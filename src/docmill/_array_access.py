@@ -249,7 +249,9 @@ class BulkField:
         self.name = name
 
     def __get__(self, da: DocumentArray | None, owner: type | None = None) -> Any:
-        return self if da is None else bulk_get(da._docs, self.field)
+        if da is None:
+            return self
+        return bulk_get(da._docs, self.field) if da._docs else None  # legacy: None when empty
 
     def __set__(self, da: DocumentArray, value: Any) -> None:
         da._set_field(list(range(len(da))), self.field, value, strict=True)
@@ -306,7 +308,7 @@ def summary_text(da: DocumentArray) -> str:
     lines = [f"{type(da).__name__}: {n} Document{'' if n == 1 else 's'}"]
     if not n:
         return lines[0]
-    counts = Counter(itertools.chain.from_iterable(d.non_empty_fields() for d in docs))
+    counts = Counter(itertools.chain.from_iterable(d.non_empty_fields for d in docs))
     width = 2 * len(str(n)) + 1
     lines.append(f"  {'field':<12} {'set':>{width}}  details")
     for f in FIELDS:

@@ -372,6 +372,17 @@ class DocumentArray(MutableSequence[Document]):
     )
     embeddings = sup.BulkField("embedding", "Every ``embedding``, stacked like ``tensors``.")
 
+    @property
+    def contents(self) -> Any:
+        """Every Document's ``content`` (a list; ``None`` when the array is empty)."""
+        return [d.content for d in self._docs] if self._docs else None
+
+    @contents.setter
+    def contents(self, value: Any) -> None:
+        values = sup.as_list(value, len(self._docs), "Document")
+        for d, v in zip(self._docs, values, strict=True):
+            d.content = v
+
     def _set_field(self, positions: list[int], field: str, value: Any, strict: bool) -> None:
         """Set ``field`` on the Documents at ``positions`` (see :func:`_array_access.spread`).
 
@@ -643,3 +654,47 @@ class DocumentArray(MutableSequence[Document]):
         from docmill import io
 
         return io.load_json(file)
+
+
+class _ChildArray(DocumentArray):
+    """The ``chunks`` or ``matches`` of a Document (its ``_ref``): adding a Document
+    with ``append`` (or setting the whole array) sets the metadata docarray 0.21 sets.
+    ``extend`` and ``+=`` add Documents as they are, as in legacy."""
+
+    _ref: Document | None = None
+
+    @classmethod
+    def _of(cls, ref: Document, arr: DocumentArray | None, adopt: bool) -> _ChildArray:
+        """A child array of ``ref`` sharing ``arr``'s Documents (``adopt``: set their
+        metadata now, as assigning them does)."""
+        out = cls.__new__(cls)
+        out._docs, out._index = ([], {}) if arr is None else (arr._docs, arr._index)
+        out._ref = ref
+        if adopt:
+            for d in out._docs:
+                out._adopt(d)
+        return out
+
+    def _adopt(self, doc: Document) -> None:
+        raise NotImplementedError
+
+    def append(self, doc: Document) -> None:
+        if self._ref is not None and isinstance(doc, Document):
+            self._adopt(doc)
+        super().append(doc)
+
+
+class ChunkArray(_ChildArray):
+    """A Document's chunks: each gets ``parent_id`` and ``granularity`` + 1."""
+
+    def _adopt(self, doc: Document) -> None:
+        ref = self._ref
+        doc.parent_id = ref.id  # type: ignore[union-attr]
+        doc.granularity = (ref.granularity or 0) + 1  # type: ignore[union-attr]
+
+
+class MatchArray(_ChildArray):
+    """A Document's matches: each gets ``adjacency`` + 1."""
+
+    def _adopt(self, doc: Document) -> None:
+        doc.adjacency = (self._ref.adjacency or 0) + 1  # type: ignore[union-attr]

@@ -10,6 +10,8 @@ storage in :mod:`docmill.io`; the methods here are thin wrappers that return
 
 from __future__ import annotations
 
+import functools
+import mimetypes
 import operator
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -47,7 +49,13 @@ FIELDS: tuple[str, ...] = (
 # Fields whose empty value is created lazily on first access (keeps Document() cheap).
 _LAZY_DICTS = ("tags", "evaluations", "scores")
 _LAZY_ARRAYS = ("chunks", "matches")
-_SLOTS = tuple("_" + f if f in _LAZY_DICTS + _LAZY_ARRAYS else f for f in FIELDS)
+# Fields read and written through a property (legacy semantics: text / blob / tensor
+# exclude each other, mime_type is normalized, a uri names its mime type).
+_PROPERTIES = ("text", "blob", "tensor", "mime_type", "uri")
+_HIDDEN = _LAZY_DICTS + _LAZY_ARRAYS + _PROPERTIES
+_SLOTS = tuple("_" + f if f in _HIDDEN else f for f in FIELDS)
+#: what legacy code reads from an unset field (only where docarray 0.21 did not read None)
+_UNSET_READS = {"text": "", "blob": b""}
 
 
 # Pickling many small Documents is the hot path of the process backend: read all
@@ -87,7 +95,7 @@ def set_state(d: Document, state: tuple) -> None:
 _rebuild = from_state  # the name pickles written by docmill 0.1 refer to
 
 
-_data_slots = operator.attrgetter("tensor", "embedding", "blob", "text", "_chunks", "_matches")
+_data_slots = operator.attrgetter("_tensor", "embedding", "_blob", "_text", "_chunks", "_matches")
 
 
 def approx_nbytes(x: Any) -> int:
@@ -123,15 +131,28 @@ def _nbytes(v: Any) -> int:
 
 
 class Document:
-    """One document. Every field defaults to ``None`` (``id`` to a fresh uuid4 hex;
-    ``tags``/``evaluations``/``scores`` to an empty dict and ``chunks``/``matches``
-    to an empty DocumentArray, created on first access)."""
+    """One document, with docarray 0.21's fields and constructor.
 
-    __slots__ = _SLOTS
+    ``Document(text=..., tensor=..., tags=...)`` sets fields; ``content=`` routes a
+    str to ``text``, bytes to ``blob`` and anything else to ``tensor`` (the three
+    exclude each other: setting one clears the others). ``Document(other)`` shares
+    ``other``'s field values (``copy=True``: a deep copy), ``Document(dict)`` and
+    ``Document(json_text)`` take the fields of a dict or JSON object; keywords that
+    are not fields go into ``tags`` (``unknown_fields_handler='drop'`` drops them,
+    ``'raise'`` raises). Unset fields read ``None`` (``text`` reads ``''`` and
+    ``blob`` ``b''``, as in legacy); ``tags``/``evaluations``/``scores`` and
+    ``chunks``/``matches`` are created empty on first access; ``id`` defaults to a
+    fresh uuid4 hex and is always a str.
+    """
+
+    __slots__ = (*_SLOTS, "__dict__")  # __dict__: legacy code sets its own attributes
 
     def __init__(
         self,
-        id: str | None = None,
+        _obj: Any = None,
+        copy: bool = False,
+        *,
+        id: Any = None,
         parent_id: str | None = None,
         granularity: int | None = None,
         adjacency: int | None = None,
@@ -150,21 +171,36 @@ class Document:
         scores: dict[str, Any] | None = None,
         chunks: Any = None,
         matches: Any = None,
+        content: Any = None,
+        field_resolver: dict[str, str] | None = None,
+        unknown_fields_handler: str = "catch",
+        **unknown: Any,
     ) -> None:
+        if _obj is not None or unknown or field_resolver:
+            fields = dict(
+                id=id, parent_id=parent_id, granularity=granularity, adjacency=adjacency,
+                blob=blob, tensor=tensor, mime_type=mime_type, text=text, weight=weight,
+                uri=uri, tags=tags, offset=offset, location=location, embedding=embedding,
+                modality=modality, evaluations=evaluations, scores=scores, chunks=chunks,
+                matches=matches, content=content,
+            )  # fmt: skip
+            given = {k: v for k, v in fields.items() if v is not None}
+            _lenient_init(self, _obj, copy, given, unknown, field_resolver, unknown_fields_handler)
+            return
         if id is None:
             id = uuid.uuid4().hex
         elif not isinstance(id, str):
-            raise TypeError(f"Document id must be a str, got {type(id).__name__}: {id!r}")
+            id = _legacy_id(id)
         self.id = id
         self.parent_id = parent_id
         self.granularity = granularity
         self.adjacency = adjacency
-        self.blob = blob
-        self.tensor = tensor
-        self.mime_type = mime_type
-        self.text = text
+        self._blob = blob
+        self._tensor = tensor
+        self._text = text
+        self._mime_type = None
+        self._uri = None
         self.weight = weight
-        self.uri = uri
         self._tags = _check_dict("tags", tags)
         self.offset = offset
         self.location = location
@@ -174,10 +210,102 @@ class Document:
         self._scores = _check_dict("scores", scores)
         self._chunks = None
         self._matches = None
+        # as legacy: these go through their setters, in this order (the last of
+        # text / blob / tensor / content that is given wins)
+        if (text is not None) + (blob is not None) + (tensor is not None) > 1:
+            for name, value in (("text", text), ("blob", blob), ("tensor", tensor)):
+                if value is not None:
+                    setattr(self, name, value)
+        if content is not None:
+            self.content = content
+        if uri is not None:
+            self.uri = uri
+        if mime_type is not None:
+            self.mime_type = mime_type
         if chunks is not None:
             self.chunks = chunks
         if matches is not None:
             self.matches = matches
+
+    # ------------------------------------------------------------------ content
+    @property
+    def text(self) -> str:
+        return "" if self._text is None else self._text
+
+    @text.setter
+    def text(self, value: str | None) -> None:
+        if value is not None:
+            self._blob = self._tensor = None
+        self._text = value
+
+    @property
+    def blob(self) -> bytes:
+        return b"" if self._blob is None else self._blob
+
+    @blob.setter
+    def blob(self, value: bytes | None) -> None:
+        if value is not None:
+            self._text = self._tensor = None
+        self._blob = value
+
+    @property
+    def tensor(self) -> Any:
+        return self._tensor
+
+    @tensor.setter
+    def tensor(self, value: Any) -> None:
+        if value is not None:
+            self._text = self._blob = None
+        self._tensor = value
+
+    @property
+    def content(self) -> Any:
+        """``text``, ``tensor`` or ``blob``, whichever is set (None if none is)."""
+        ct = self.content_type
+        return None if ct is None else getattr(self, ct)
+
+    @content.setter
+    def content(self, value: Any) -> None:
+        self._text = self._blob = self._tensor = None
+        if isinstance(value, bytes):
+            self._blob = value
+        elif isinstance(value, str):
+            self._text = value
+        elif value is not None:
+            self._tensor = value
+
+    @property
+    def content_type(self) -> str | None:
+        """``'text'``, ``'tensor'`` or ``'blob'``: which one holds the content."""
+        if self._text:
+            return "text"
+        if self._tensor is not None:
+            return "tensor"
+        if self._blob:
+            return "blob"
+        return None
+
+    @property
+    def mime_type(self) -> str | None:
+        return self._mime_type
+
+    @mime_type.setter
+    def mime_type(self, value: str | None) -> None:
+        if value and "/" not in value:  # 'jpg' -> 'image/jpeg', as legacy guesses it
+            value = mimetypes.guess_type(f"*.{value}")[0] or value
+        self._mime_type = value
+
+    @property
+    def uri(self) -> str | None:
+        return self._uri
+
+    @uri.setter
+    def uri(self, value: str | None) -> None:
+        if value:
+            guessed = mimetypes.guess_type(value)[0]
+            if guessed:
+                self._mime_type = guessed
+        self._uri = value
 
     # ------------------------------------------------------------------ lazy containers
     @property
@@ -212,27 +340,35 @@ class Document:
 
     @property
     def chunks(self) -> DocumentArray:
-        if self._chunks is None:
-            from docmill.array import DocumentArray
-
-            self._chunks = DocumentArray()
-        return self._chunks
+        c = self._chunks
+        if c is None or c.__class__ is not _child_class("chunks") or c._ref is not self:
+            c = self._chunks = _child_class("chunks")._of(self, c, adopt=False)
+        return c
 
     @chunks.setter
     def chunks(self, value: Any) -> None:
-        self._chunks = _to_array("chunks", value)
+        cls = _child_class("chunks")
+        if isinstance(value, cls):  # already a child array (``d.chunks += ...``): as it is
+            self._chunks = value
+            return
+        arr = _to_array("chunks", value)
+        self._chunks = None if arr is None else cls._of(self, arr, adopt=True)
 
     @property
     def matches(self) -> DocumentArray:
-        if self._matches is None:
-            from docmill.array import DocumentArray
-
-            self._matches = DocumentArray()
-        return self._matches
+        m = self._matches
+        if m is None or m.__class__ is not _child_class("matches") or m._ref is not self:
+            m = self._matches = _child_class("matches")._of(self, m, adopt=False)
+        return m
 
     @matches.setter
     def matches(self, value: Any) -> None:
-        self._matches = _to_array("matches", value)
+        cls = _child_class("matches")
+        if isinstance(value, cls):  # already a child array (``d.matches += ...``): as it is
+            self._matches = value
+            return
+        arr = _to_array("matches", value)
+        self._matches = None if arr is None else cls._of(self, arr, adopt=True)
 
     # ------------------------------------------------------------------ state
     def __reduce__(self):
@@ -240,17 +376,27 @@ class Document:
         return (from_state, (_get_slots(self),))
 
     def is_set(self, field: str) -> bool:
-        """True when ``field`` holds a non-empty value."""
+        """True when ``field`` holds a value other than its empty one (as legacy:
+        ``None``, ``''``, ``0``, an empty container and ``granularity``/``adjacency``
+        0 all count as empty)."""
         if field not in FIELDS:
             raise ValueError(f"unknown field {field!r}; fields are: {', '.join(FIELDS)}")
-        if field in _LAZY_DICTS or field in _LAZY_ARRAYS:
-            v = getattr(self, "_" + field)
-            return v is not None and len(v) > 0
-        return getattr(self, field) is not None
+        return _not_empty(field, getattr(self, _SLOT_OF[field]))
 
+    @property
     def non_empty_fields(self) -> tuple[str, ...]:
         """Names of the fields that hold a value, in ``FIELDS`` order."""
-        return tuple(f for f in FIELDS if self.is_set(f))
+        return tuple(f for f, v in zip(FIELDS, _get_slots(self), strict=True) if _not_empty(f, v))
+
+    def pop(self, *fields: str) -> None:
+        """Clear ``fields`` (back to unset)."""
+        for f in fields:
+            if f in _SLOT_OF and f != "id":
+                setattr(self, _SLOT_OF[f], None)
+
+    def clear(self) -> None:
+        """Clear every field but ``id``."""
+        self.pop(*FIELDS)
 
     def copy(self) -> Document:
         """A deep copy (arrays and containers are copied too)."""
@@ -264,18 +410,26 @@ class Document:
         return from_state(copy.deepcopy(_get_slots(self), memo))
 
     def __eq__(self, other: object) -> bool:
+        """Equal when the same fields are set, to equal values (as legacy; unlike
+        docarray 0.21, tensors are compared too)."""
         if not isinstance(other, Document):
             return NotImplemented
         if self is other:
             return True
-        return all(_values_equal(getattr(self, f), getattr(other, f)) for f in FIELDS)
+        mine, theirs = self.non_empty_fields, other.non_empty_fields
+        if mine != theirs:
+            return False
+        return all(_values_equal(getattr(self, f), getattr(other, f)) for f in mine)
 
-    __hash__ = None  # type: ignore[assignment]  # equality is by content, like a dataclass
+    def __hash__(self) -> int:
+        """A hash of the scalar fields (as legacy, Documents are hashable although
+        mutable: do not change one while it is a dict key or in a set)."""
+        return hash(tuple(getattr(self, _SLOT_OF[f]) for f in _HASHED))
 
     # ------------------------------------------------------------------ display
     def __repr__(self) -> str:
         parts = [f"id={self.id!r}"]
-        for f in self.non_empty_fields():
+        for f in self.non_empty_fields:
             if f == "id":
                 continue
             parts.append(f"{f}={_short(getattr(self, f))}")
@@ -287,7 +441,7 @@ class Document:
 
     def _summary_text(self) -> str:
         lines = [f"Document {self.id}"]
-        for f in self.non_empty_fields():
+        for f in self.non_empty_fields:
             if f == "id":
                 continue
             lines.append(f"  {f:<12} {_short(getattr(self, f), 70)}")
@@ -449,7 +603,7 @@ class Document:
 
     def _need(self, field: str) -> Any:
         """The value of ``field``, or a ValueError saying it must be set first."""
-        value = getattr(self, field)
+        value = getattr(self, _SLOT_OF[field])
         if value is None:
             raise ValueError(f"Document {self.id} has no {field}; set .{field} first")
         return value
@@ -471,34 +625,221 @@ class Document:
 
         return io.document_from_bytes(data, protocol=protocol, compress=compress)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The set fields as JSON-friendly Python values (ndarrays become nested lists)."""
+    def to_dict(self, protocol: str = "jsonschema", **kwargs: Any) -> dict[str, Any]:
+        """JSON-friendly Python values, in legacy's ``'jsonschema'`` (every field) or
+        ``'protobuf'`` shape (see :mod:`docmill.io._json`)."""
         from docmill import io
 
-        return io.document_to_dict(self)
+        return io.document_to_dict(self, protocol, **kwargs)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Document:
-        """Inverse of :meth:`to_dict`."""
+    def from_dict(
+        cls, obj: dict[str, Any], protocol: str | None = "jsonschema", **kwargs: Any
+    ) -> Document:
+        """Inverse of :meth:`to_dict` (another ``protocol``: ``Document(obj)``)."""
         from docmill import io
 
-        return io.document_from_dict(data)
+        return io.document_from_dict(obj, protocol, **kwargs)
 
-    def to_json(self) -> str:
+    def to_json(self, protocol: str = "jsonschema", **kwargs: Any) -> str:
         """:meth:`to_dict` as a JSON string."""
         from docmill import io
 
-        return io.document_to_json(self)
+        return io.document_to_json(self, protocol, **kwargs)
 
     @classmethod
-    def from_json(cls, data: str | bytes) -> Document:
+    def from_json(
+        cls, obj: str | bytes, protocol: str | None = "jsonschema", **kwargs: Any
+    ) -> Document:
         """Inverse of :meth:`to_json`."""
         from docmill import io
 
-        return io.document_from_json(data)
+        return io.document_from_json(obj, protocol, **kwargs)
+
+    def to_protobuf(self, ndarray_type: str | None = None) -> Any:
+        """This Document as docarray 0.21's ``DocumentProto`` message (protobuf extra).
+        ``ndarray_type`` is accepted for legacy calls; arrays stay numpy."""
+        from docmill.io._protobuf import document_to_proto
+
+        _check_ndarray_type(ndarray_type)
+        return document_to_proto(self)
+
+    @classmethod
+    def from_protobuf(cls, pb_msg: Any) -> Document:
+        """Inverse of :meth:`to_protobuf`."""
+        from docmill.io._protobuf import document_from_proto
+
+        return document_from_proto(pb_msg)
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+    # ------------------------------------------------------------------ legacy converters
+    def convert_text_to_datauri(self, charset: str = "utf-8", base64: bool = False) -> Document:
+        """Set :attr:`uri` to a ``data:`` URI holding :attr:`text`."""
+        from docmill import uri as _uri
+
+        text = self._need("text")
+        data = text.encode(charset if base64 else "utf-8")  # percent-encoding is of UTF-8
+        self.uri = _uri.to_datauri(data, self.mime_type or "", charset, base64)
+        return self
+
+    def convert_content_to_datauri(self) -> Document:
+        """:meth:`convert_text_to_datauri` or :meth:`convert_blob_to_datauri`, by content."""
+        if self._text:
+            return self.convert_text_to_datauri()
+        if self._blob:
+            return self.convert_blob_to_datauri()
+        if self._tensor is not None:
+            raise NotImplementedError(
+                "a tensor has no data URI form; use convert_image_tensor_to_uri for images"
+            )
+        return self
+
+    def convert_blob_to_tensor(
+        self, dtype: str | None = None, count: int = -1, offset: int = 0
+    ) -> Document:
+        """Read :attr:`blob` as a 1-d ndarray of ``dtype`` (numpy.frombuffer) into
+        :attr:`tensor`."""
+        self.tensor = np.frombuffer(
+            self._need("blob"), dtype=dtype or float, count=count, offset=offset
+        )
+        return self
+
+    def convert_tensor_to_blob(self) -> Document:
+        """Store :attr:`tensor`'s raw bytes in :attr:`blob`."""
+        self.blob = np.ascontiguousarray(self._need("tensor")).tobytes()
+        return self
 
 
 # ---------------------------------------------------------------------- helpers
+_SLOT_OF = dict(zip(FIELDS, _SLOTS, strict=True))
+#: the empty value of a field besides None (docarray 0.21's defaults)
+_EMPTY_VALUES: dict[str, Any] = {
+    "granularity": 0,
+    "adjacency": 0,
+    "parent_id": "",
+    "blob": b"",
+    "text": "",
+    "weight": 0.0,
+    "uri": "",
+    "mime_type": "",
+    "offset": 0.0,
+    "modality": "",
+}
+_CONTAINERS = frozenset(("tags", "evaluations", "scores", "chunks", "matches", "location"))
+#: the fields legacy's hash covers (the hashable, scalar ones)
+_HASHED = ("id", "parent_id", "granularity", "adjacency", "blob", "mime_type", "text",
+           "weight", "uri", "offset", "modality")  # fmt: skip
+
+
+def _not_empty(field: str, v: Any) -> bool:
+    if v is None:
+        return False
+    if field in _CONTAINERS:
+        return len(v) > 0
+    empty = _EMPTY_VALUES.get(field, _NOTHING)
+    if empty is _NOTHING or isinstance(v, np.ndarray):
+        return True
+    try:
+        return bool(v != empty)
+    except Exception:
+        return True
+
+
+_NOTHING = object()
+
+
+def _legacy_id(value: Any) -> str:
+    """A non-str id as a str (docarray 0.21 kept it as given; ids here are always str,
+    so ``da['1']`` finds ``Document(id=1)``)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
+
+
+_INIT_FIELDS = frozenset((*FIELDS, "content"))
+
+
+def _lenient_init(
+    doc: Document,
+    obj: Any,
+    copy: bool,
+    given: dict[str, Any],
+    unknown: dict[str, Any],
+    resolver: dict[str, str] | None,
+    handler: str,
+) -> None:
+    """``Document(other | dict | json_text, copy=..., **fields)`` as docarray 0.21 builds it."""
+    if handler not in ("catch", "drop", "raise"):
+        raise ValueError(
+            f"unknown_fields_handler must be 'catch', 'drop' or 'raise', got {handler!r}"
+        )
+    if resolver is not None and not isinstance(resolver, dict):
+        raise TypeError(f"field_resolver must be a dict of names, got {type(resolver).__name__}")
+    base: Document | None = None
+    fields: dict[str, Any] = {}
+    if isinstance(obj, Document):
+        base = obj
+    elif isinstance(obj, str | bytes | bytearray):
+        import json
+
+        try:
+            parsed = json.loads(obj)
+        except ValueError as e:
+            raise ValueError(
+                f"a str given to Document() must be a JSON object of fields; {e}"
+            ) from None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"a str given to Document() must be a JSON object, got {parsed!r}")
+        from docmill.io import document_from_dict
+
+        base = document_from_dict(parsed, protocol="jsonschema")
+    elif isinstance(obj, dict):
+        fields.update(obj)
+    elif obj is not None:
+        raise TypeError(
+            f"cannot build a Document from a {type(obj).__name__}; pass a Document, a dict "
+            f"of fields, JSON text or keyword arguments"
+        )
+    fields.update(given)
+    fields.update(unknown)
+    if resolver:
+        fields = {resolver.get(k, k): v for k, v in fields.items()}
+    extra = {k: fields.pop(k) for k in list(fields) if k not in _INIT_FIELDS}
+    if extra and handler == "raise":
+        raise AttributeError(
+            f"unknown Document field(s) {', '.join(map(repr, extra))} (with "
+            f"unknown_fields_handler='raise'); fields are: {', '.join(FIELDS)}"
+        )
+    if base is None:
+        Document.__init__(doc, **fields)
+    else:
+        state = _get_slots(base)
+        if copy:
+            import copy as _copy
+
+            state = _copy.deepcopy(state)
+        _set_slots(doc, state)  # shares the values, as legacy shares the data
+        for name in _INIT_FIELDS:  # the keywords win, through the setters
+            if name in fields:
+                setattr(doc, name, fields[name])
+    if extra and handler == "catch":
+        doc.tags.update(extra)
+
+
+@functools.cache
+def _child_class(field: str) -> Any:
+    from docmill.array import ChunkArray, MatchArray
+
+    return ChunkArray if field == "chunks" else MatchArray
+
+
+def _check_ndarray_type(ndarray_type: Any) -> None:
+    if ndarray_type not in (None, "numpy", "list"):
+        raise ValueError(f"ndarray_type must be None, 'numpy' or 'list', got {ndarray_type!r}")
+
+
 def _check_dict(name: str, value: Any) -> dict | None:
     if value is not None and not isinstance(value, dict):
         raise TypeError(f"Document.{name} must be a dict, got {type(value).__name__}")

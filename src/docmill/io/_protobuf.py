@@ -180,14 +180,15 @@ def document_to_proto(doc: Document, msg: Any = None) -> Any:
     the legacy schema cannot hold it."""
     if msg is None:
         msg = messages()["DocumentProto"]()
-    content = [f for f in _CONTENT if getattr(doc, f) is not None]
-    if len(content) > 1:
+    state = state_of(doc)
+    content = [f for f in _CONTENT if state[FIELDS.index(f)] is not None]
+    if len(content) > 1:  # a file from docmill 0.1, which allowed it
         raise ValueError(
             f"Document {doc.id!r} has {' and '.join(content)} set, but protocol 'protobuf' "
             "(docarray 0.21's schema) stores only one of text, blob and tensor; "
             "use protocol='docmill'"
         )
-    for name, v in zip(FIELDS, state_of(doc), strict=True):
+    for name, v in zip(FIELDS, state, strict=True):
         if v is None:
             continue
         try:

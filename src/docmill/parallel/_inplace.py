@@ -180,9 +180,8 @@ def _reduce_document(d: Document, min_buffer: int) -> Any:
 
 
 def _with_blob(state: tuple, blob: Any) -> Document:
-    d = from_state(state)
-    d.blob = bytes(blob)  # bytes cannot wrap foreign memory: the one copy on this side
-    return d
+    # bytes cannot wrap foreign memory: the one copy on this side
+    return from_state((*state[:_BLOB], bytes(blob), *state[_BLOB + 1 :]))
 
 
 register_reducer(Document, _reduce_document)
