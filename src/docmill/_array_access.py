@@ -14,6 +14,7 @@ import itertools
 import operator
 import os
 import random
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ __all__ = [
     "check_documents",
     "empty_documents",
     "field_key",
+    "flatten",
     "get_id",
     "group_by_tag",
     "positions",
@@ -47,7 +49,7 @@ __all__ = [
 
 get_id = operator.attrgetter("id")
 _BOOL = (bool, np.bool_)
-_TAGS = FIELDS.index("tags")
+_TAGS, _CHUNKS, _MATCHES = map(FIELDS.index, ("tags", "chunks", "matches"))
 #: fields that bulk access stacks into one ndarray (and splits along axis 0 on assignment)
 STACKED = ("tensor", "embedding")
 _MISSING = object()
@@ -139,23 +141,19 @@ def positions(da: DocumentArray, key: Any) -> list[int]:
             raise IndexError(f"a numpy index must be 1-d, got shape {key.shape}")
         key = key.tolist()
     elif not isinstance(key, list | tuple):
-        raise TypeError(
+        raise IndexError(  # IndexError, as legacy raises for a key of the wrong type
             f"cannot index a DocumentArray with {type(key).__name__}: {key!r}; use an int, "
-            "an id, a slice, a list of ints / ids / bools, or (key, 'field')"
+            "an id, a slice, a list of ints / ids / bools, ... or (key, 'field')"
         )
     if not key:
         return []
     if all(isinstance(k, _BOOL) for k in key):
-        if len(key) != n:
-            raise IndexError(
-                f"boolean mask has length {len(key)} but the DocumentArray has length {n}; "
-                "they must match"
-            )
+        # as legacy: a shorter mask selects nothing past its end, a longer one's tail is unused
         return list(itertools.compress(range(n), key))
     if all(isinstance(k, str) or is_int(k) for k in key):
         return [da._find(k) if isinstance(k, str) else da._pos(int(k)) for k in key]
     kinds = ", ".join(sorted({type(k).__name__ for k in key}))
-    raise TypeError(f"a list key must hold positions and ids, or only bools; got {kinds}")
+    raise IndexError(f"a list key must hold positions and ids, or only bools; got {kinds}")
 
 
 def field_key(da: DocumentArray, key: tuple) -> tuple[Any, list[str], bool] | None:
@@ -258,38 +256,81 @@ class BulkField:
 
 
 # ---------------------------------------------------------------------- traversal & groups
+_SLICE = r"(?:[-\d:]+|\[[-\d:]+\])?"
+_STEP = re.compile(rf"(?P<selector>[rcm])(?P<slice>{_SLICE})")
+_PATH = re.compile(rf"(?:[rcm]{_SLICE})+")
+
+
 def traverse(docs: list[Document], key: str) -> list[Document]:
-    """Legacy traversal paths: ``'@r'`` roots, ``'@c'`` chunks, ``'@cm'`` matches of chunks..."""
+    """Legacy traversal paths (``key`` starts with ``@``): comma-separated paths of
+    steps ``r`` (these Documents), ``c`` (their chunks), ``m`` (their matches), each
+    with an optional slice of what it reaches per Document: ``'@r'``, ``'@cm'``,
+    ``'@r,c'``, ``'@c:1'`` (each root's first chunk), ``'@c1:3c'``, ``'@r:1cc,m'``."""
     out: list[Document] = []
-    for path in key[1:].split(","):
-        path = path.strip()
-        if path != "r" and (not path or set(path) - {"c", "m"}):
+    for path in re.sub(r"\s+", "", key[1:]).split(","):
+        if not _PATH.fullmatch(path):
             raise ValueError(
-                f"unsupported traversal path {path!r} in {key!r}; use 'r' (the Documents) or "
-                "letters 'c' (chunks) and 'm' (matches), comma-separated, e.g. '@r,c'"
+                f"`path`:{path} is invalid in {key!r}: use steps 'r' (these Documents), "
+                "'c' (chunks) and 'm' (matches), each optionally sliced, comma-separated, "
+                "e.g. '@r', '@cm', '@r,c', '@c:2'"
             )
         level = docs
-        for step in "" if path == "r" else path:
-            slot = "_chunks" if step == "c" else "_matches"  # read without creating empty ones
-            level = [x for d in level for x in (getattr(d, slot) or ())]
+        for step in _STEP.finditer(path):
+            cut = _parse_slice(step["slice"])
+            if step["selector"] == "r":
+                level = level[cut]
+            else:
+                slot = "_chunks" if step["selector"] == "c" else "_matches"  # read, never create
+                level = [x for d in level for x in list(getattr(d, slot) or ())[cut]]
         out.extend(level)
     return out
 
 
+def _parse_slice(text: str) -> slice:
+    """Legacy's slice syntax: '' (all), '2' (the first 2), '1:3', '-1:', '[1:3]'."""
+    text = text.strip("[]")
+    if not text:
+        return slice(None)
+    parts = [int(p) if p else None for p in text.split(":")]
+    if len(parts) == 1:
+        return slice(parts[0])
+    return slice(*parts[:3])
+
+
+def flatten(docs: list[Document]) -> list[Document]:
+    """Every Document with all its chunks and matches, nested ones first (legacy's
+    ``da[...]``); a Document reached twice is listed once."""
+    out: list[Document] = []
+    seen: set[int] = set()
+
+    def visit(d: Document) -> None:
+        if id(d) in seen:
+            return
+        seen.add(id(d))
+        state = state_of(d)
+        for nested in (state[_CHUNKS], state[_MATCHES]):
+            for x in nested or ():
+                visit(x)
+        out.append(d)
+
+    for d in docs:
+        visit(d)
+    return out
+
+
 def group_by_tag(docs: list[Document], tag: str) -> dict[Any, list[Document]]:
-    """Documents grouped by ``tags[tag]`` (``'a__b'``: ``tags['a']['b']``), order kept."""
+    """Documents grouped by ``tags[tag]`` (``'a__b'``: ``tags['a']['b']``), order kept;
+    as legacy, those without the tag (or with a missing nested one) under ``None``."""
     groups: dict[Any, list[Document]] = {}
     for i, d in enumerate(docs):
-        tags = state_of(d)[_TAGS]  # not d.tags: that would create an empty dict on every Document
-        if not tags:
-            continue
+        tags = state_of(d)[_TAGS] or {}  # not d.tags: it would create an empty dict
         value = tags.get(tag, _MISSING)
         if value is _MISSING and "__" in tag:
             value = tags
             for part in tag.split("__"):
                 value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
         if value is _MISSING:
-            continue
+            value = None
         try:
             groups.setdefault(value, []).append(d)
         except TypeError:

@@ -45,18 +45,51 @@ class DocumentArray(MutableSequence[Document]):
       (``tensor``/``embedding`` stacked into one ndarray), e.g. ``da[:, 'text']``;
       assigning a list/ndarray gives one value per Document, any other value
       goes to every Document;
-    - legacy traversal paths ``'@r'``, ``'@c'``, ``'@m'``, ``'@cm'``, ``'@r,c'``
-      (roots, chunks, matches), read-only.
+    - legacy traversal paths, read-only: ``'@r'`` roots, ``'@c'`` chunks, ``'@m'``
+      matches, ``'@cm'`` matches of chunks, ``'@r,c'`` several, each step with an
+      optional slice (``'@c:1'``, ``'@c1:3c'``, ``'@r:1cc,m'``);
+    - ``...``: every Document, flattened through chunks and matches (as legacy).
 
     Ids are unique: adding a Document whose id is already present raises
     ``ValueError``; assigning at the position (or id) of a Document replaces it.
+    (A view read with repeated positions, ``da[[1, 1]]``, may hold one twice.)
+
+    ``DocumentArray(docs, copy=True)`` holds deep copies; ``storage='memory'`` and
+    ``config=None`` are accepted for legacy code (arrays live in memory; persist
+    them with ``save_binary`` or ``push``), and ``with da:`` is a no-op.
     """
 
-    def __init__(self, docs: Iterable[Document] | Document | None = None) -> None:
+    def __init__(
+        self,
+        docs: Iterable[Document] | Document | None = None,
+        copy: bool = False,
+        storage: str = "memory",
+        config: Any = None,
+        subindex_configs: Any = None,
+    ) -> None:
+        if storage != "memory":
+            raise ValueError(
+                f"storage={storage!r}: docmill keeps DocumentArrays in memory (there are no "
+                f"storage backends); persist one with da.save_binary(...) or da.push(...)"
+            )
+        if config or subindex_configs:
+            raise ValueError(
+                "config= and subindex_configs= configure legacy storage backends, which "
+                "docmill does not have; keep them None"
+            )
         self._docs: list[Document] = []
         self._index: dict[str, int] = {}
         if docs is not None:
-            self.extend((docs,) if isinstance(docs, Document) else docs)
+            docs = (docs,) if isinstance(docs, Document) else docs
+            if copy:
+                docs = [d.copy() if isinstance(d, Document) else d for d in docs]
+            self.extend(docs)
+
+    def __enter__(self) -> DocumentArray:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
     @classmethod
     def _from_docs(cls, docs: list[Document]) -> DocumentArray:
@@ -64,6 +97,18 @@ class DocumentArray(MutableSequence[Document]):
         da = cls.__new__(cls)
         da._docs = docs
         da._index = sup.build_index(docs)
+        return da
+
+    @classmethod
+    def _view(cls, docs: list[Document]) -> DocumentArray:
+        """Like :meth:`_from_docs`, for what a key reads: a Document may come twice (an
+        id then names its first place)."""
+        da = cls.__new__(cls)
+        da._docs = docs
+        index = dict(
+            zip(map(sup.get_id, reversed(docs)), range(len(docs) - 1, -1, -1), strict=True)
+        )
+        da._index = index
         return da
 
     @classmethod
@@ -257,8 +302,10 @@ class DocumentArray(MutableSequence[Document]):
             return self._docs[self._pos(int(key))]
         if isinstance(key, str):
             if key.startswith("@"):
-                return self._from_docs(sup.traverse(self._docs, key))
+                return self._view(sup.traverse(self._docs, key))
             return self._docs[self._find(key)]
+        if key is Ellipsis:
+            return self._view(sup.flatten(self._docs))
         if isinstance(key, slice):
             return self._from_docs(self._docs[key])
         if isinstance(key, tuple) and (fk := sup.field_key(self, key)) is not None:
@@ -270,7 +317,7 @@ class DocumentArray(MutableSequence[Document]):
                 values = [sup.bulk_get(target._docs, f) for f in fields]
             return values[0] if one_field else values
         docs = self._docs
-        return self._from_docs([docs[p] for p in sup.positions(self, key)])
+        return self._view([docs[p] for p in sup.positions(self, key)])
 
     def __setitem__(self, key: Any, value: Any) -> None:
         if isinstance(key, tuple) and (fk := sup.field_key(self, key)) is not None:
@@ -469,7 +516,7 @@ class DocumentArray(MutableSequence[Document]):
         return self.sample(len(self._docs), seed=seed)
 
     def split_by_tag(self, tag: str) -> dict[Any, DocumentArray]:
-        """``{tag value: DocumentArray}``, order kept; Documents without the tag are left out.
+        """``{tag value: DocumentArray}``, order kept; Documents without the tag under ``None``.
 
         ``'a__b'`` reads the nested ``tags['a']['b']`` (when no tag is named ``'a__b'``).
         """
@@ -616,44 +663,165 @@ class DocumentArray(MutableSequence[Document]):
 
         return io.load_binary(file, protocol=protocol, compress=compress, streaming=streaming)
 
-    def to_list(self) -> list[dict[str, Any]]:
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+    def to_list(self, protocol: str = "jsonschema", **kwargs: Any) -> list[dict[str, Any]]:
         """Every Document as :meth:`Document.to_dict`."""
         from docmill import io
 
-        return io.array_to_list(self)
+        return io.array_to_list(self, protocol, **kwargs)
+
+    to_dict = to_list  # legacy has both names
 
     @classmethod
-    def from_list(cls, data: Iterable[dict[str, Any]]) -> DocumentArray:
+    def from_list(
+        cls, values: Iterable[dict[str, Any]], protocol: str | None = "jsonschema", **kwargs: Any
+    ) -> DocumentArray:
         """Inverse of :meth:`to_list`."""
         from docmill import io
 
-        return io.array_from_list(data)
+        return io.array_from_list(values, protocol, **kwargs)
 
-    def to_json(self) -> str:
+    @classmethod
+    def from_dict(
+        cls, values: Iterable[dict[str, Any]], protocol: str | None = "jsonschema", **kwargs: Any
+    ) -> DocumentArray:
+        """Inverse of :meth:`to_dict` (the same as :meth:`from_list`)."""
+        return cls.from_list(values, protocol, **kwargs)
+
+    def to_json(self, protocol: str = "jsonschema", **kwargs: Any) -> str:
         """:meth:`to_list` as a JSON string."""
         from docmill import io
 
-        return io.array_to_json(self)
+        return io.array_to_json(self, protocol, **kwargs)
 
     @classmethod
-    def from_json(cls, data: str | bytes) -> DocumentArray:
-        """Inverse of :meth:`to_json`."""
+    def from_json(
+        cls, file: str | bytes, protocol: str | None = "jsonschema", **kwargs: Any
+    ) -> DocumentArray:
+        """Inverse of :meth:`to_json` (JSON text)."""
         from docmill import io
 
-        return io.array_from_json(data)
+        return io.array_from_json(file, protocol, **kwargs)
 
-    def save_json(self, file: Any) -> None:
+    def save_json(self, file: Any, protocol: str = "jsonschema", encoding: str = "utf-8") -> None:
         """Write :meth:`to_json` to ``file``, atomically."""
         from docmill import io
 
-        io.save_json(self, file)
+        io.save_json(self, file, protocol=protocol, encoding=encoding)
 
     @classmethod
-    def load_json(cls, file: Any) -> DocumentArray:
+    def load_json(
+        cls, file: Any, protocol: str | None = "jsonschema", encoding: str = "utf-8"
+    ) -> DocumentArray:
         """Inverse of :meth:`save_json`."""
         from docmill import io
 
-        return io.load_json(file)
+        return io.load_json(file, protocol=protocol, encoding=encoding)
+
+    def to_protobuf(self, ndarray_type: str | None = None) -> Any:
+        """The array as docarray 0.21's ``DocumentArrayProto`` (protobuf extra)."""
+        from docmill.io._protobuf import messages
+
+        msg = messages()["DocumentArrayProto"]()
+        for d in self._docs:
+            msg.docs.append(d.to_protobuf(ndarray_type))
+        return msg
+
+    @classmethod
+    def from_protobuf(cls, pb_msg: Any) -> DocumentArray:
+        """Inverse of :meth:`to_protobuf`."""
+        from docmill.io._protobuf import document_from_proto
+
+        return cls(document_from_proto(m) for m in pb_msg.docs)
+
+    # ------------------------------------------------------------------ legacy's generic IO
+    def save(self, file: Any, file_format: str = "binary", encoding: str = "utf-8") -> None:
+        """``save_binary`` / ``save_json`` / ``save_csv`` by ``file_format``."""
+        if file_format == "binary":
+            self.save_binary(file)
+        elif file_format == "json":
+            self.save_json(file, encoding=encoding)
+        elif file_format == "csv":
+            self.save_csv(file, encoding=encoding)
+        else:
+            raise ValueError(f"file_format must be 'binary', 'json' or 'csv', got {file_format!r}")
+
+    @classmethod
+    def load(
+        cls, file: Any, file_format: str = "binary", encoding: str = "utf-8", **kwargs: Any
+    ) -> DocumentArray:
+        """``load_binary`` / ``load_json`` / ``load_csv`` by ``file_format``."""
+        if file_format == "binary":
+            return cls.load_binary(file, **kwargs)  # type: ignore[return-value]
+        if file_format == "json":
+            return cls.load_json(file, encoding=encoding, **kwargs)
+        if file_format == "csv":
+            return cls.load_csv(file, encoding=encoding, **kwargs)
+        raise ValueError(f"file_format must be 'binary', 'json' or 'csv', got {file_format!r}")
+
+    def save_csv(
+        self,
+        file: Any,
+        flatten_tags: bool = True,
+        exclude_fields: Sequence[str] | None = None,
+        dialect: Any = "excel",
+        with_header: bool = True,
+        encoding: str = "utf-8",
+    ) -> None:
+        """One CSV row per Document (see :mod:`docmill.io._tabular`)."""
+        from docmill.io import _tabular
+
+        _tabular.save_csv(self, file, flatten_tags, exclude_fields, dialect, with_header, encoding)
+
+    @classmethod
+    def load_csv(
+        cls, file: Any, field_resolver: dict[str, str] | None = None, encoding: str = "utf-8"
+    ) -> DocumentArray:
+        """A Document per CSV row (columns that are not fields go into ``tags``)."""
+        return cls.from_csv(file, field_resolver=field_resolver, encoding=encoding)
+
+    @classmethod
+    def from_csv(cls, file: Any, **kwargs: Any) -> DocumentArray:
+        """See :func:`docmill.io._tabular.from_csv` for the keywords."""
+        from docmill.io import _tabular
+
+        return cls(_tabular.from_csv(file, **kwargs))
+
+    @classmethod
+    def from_ndjson(cls, fp: Iterable[str], **kwargs: Any) -> DocumentArray:
+        """A Document per line of JSON objects."""
+        from docmill.io import _tabular
+
+        return cls(_tabular.from_ndjson(fp, **kwargs))
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str] | None = None, **kwargs: Any) -> DocumentArray:
+        """Documents from JSON / CSV / text lines or a file (``filepath=``)."""
+        from docmill.io import _tabular
+
+        return cls(_tabular.from_lines(lines, **kwargs))
+
+    @classmethod
+    def from_ndarray(cls, array: Any, **kwargs: Any) -> DocumentArray:
+        """A Document per row of ``array`` (``axis``, ``size``, ``shuffle``)."""
+        from docmill.io import _tabular
+
+        return cls(_tabular.from_ndarray(array, **kwargs))
+
+    def to_dataframe(self, **kwargs: Any) -> Any:
+        """A pandas DataFrame, one row per Document (pandas needed)."""
+        from docmill.io import _tabular
+
+        return _tabular.to_dataframe(self, **kwargs)
+
+    @classmethod
+    def from_dataframe(cls, df: Any) -> DocumentArray:
+        """Inverse of :meth:`to_dataframe`."""
+        from docmill.io import _tabular
+
+        return _tabular.from_dataframe(df)
 
 
 class _ChildArray(DocumentArray):

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 from docmill.document import Document
 from docmill.errors import FormatError
 from docmill.io._compress import check_compress
-from docmill.io._files import atomic_output, describe, is_url, legacy_suffixes, open_input
+from docmill.io._files import (
+    atomic_output,
+    describe,
+    is_file_object,
+    is_url,
+    legacy_suffixes,
+    open_input,
+)
 from docmill.io._format import FrameBudget
 from docmill.io._protocols import PROTOCOLS as _REGISTRY
 from docmill.io._protocols import get_protocol
@@ -248,7 +255,7 @@ def iter_binary(
     protocol, compress = resolve_protocol(file, protocol, compress, reading=True)
     if isinstance(file, _BYTES):
         return get_protocol(protocol).reader(file, compress, True)
-    own = not hasattr(file, "read")  # a path or URL: we open it, and own the whole file
+    own = not is_file_object(file)  # a path or URL: we open it, and own the whole file
     if own:
         if not isinstance(file, str | os.PathLike):
             raise TypeError(

@@ -37,6 +37,7 @@ __all__ = [
     "BinaryReader",
     "atomic_output",
     "describe",
+    "is_file_object",
     "is_url",
     "legacy_suffixes",
     "open_input",
@@ -46,6 +47,13 @@ __all__ = [
 ]
 
 
+def is_file_object(file: Any, method: str = "read") -> bool:
+    """A file object (it has ``method``), not a path: a str or ``os.PathLike`` (pathlib,
+    ``py.path.local`` - pytest's ``tmpdir``, which has a ``read`` method of its own) is
+    a name to open, whatever methods it has."""
+    return not isinstance(file, str | bytes | os.PathLike) and hasattr(file, method)
+
+
 def is_url(file: Any) -> bool:
     """True for strings like ``memory://x`` or ``s3://bucket/key`` (handled by fsspec)."""
     return isinstance(file, str) and "://" in file
@@ -53,7 +61,7 @@ def is_url(file: Any) -> bool:
 
 def describe(file: Any) -> str:
     """A short name for messages."""
-    if isinstance(file, str | PurePath):
+    if isinstance(file, str | os.PathLike):
         return repr(os.fspath(file))
     name = getattr(file, "name", None)
     return repr(name) if isinstance(name, str) else f"<{type(file).__name__}>"
@@ -66,7 +74,7 @@ def legacy_suffixes(file: Any, protocols: tuple[str, ...]) -> tuple[str | None, 
     """
     from docmill.io._compress import CODEC_IDS
 
-    if not isinstance(file, str | PurePath):
+    if not isinstance(file, str | os.PathLike):
         return None, None
     protocol = compress = None
     for suffix in PurePath(os.fspath(file)).suffixes:
@@ -112,7 +120,7 @@ def open_input(file: Any) -> Iterator[IO[bytes]]:
             yield f
         finally:
             f.close()
-    elif isinstance(file, str | PurePath):
+    elif isinstance(file, str | os.PathLike):
         try:
             f = open(file, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
@@ -138,7 +146,7 @@ def atomic_output(file: Any) -> Iterator[IO[bytes]]:
             return
         with _atomic_fsspec(fs, path) as f:
             yield f
-    elif isinstance(file, str | PurePath):
+    elif isinstance(file, str | os.PathLike):
         with _atomic_local(os.fspath(file)) as f:
             yield f
     else:

@@ -30,7 +30,7 @@ import numpy as np
 
 from docmill.document import FIELDS, Document
 from docmill.errors import FormatError
-from docmill.io._files import atomic_output, is_url, open_input
+from docmill.io._files import atomic_output, is_file_object, open_input
 
 if TYPE_CHECKING:
     from docmill.array import DocumentArray
@@ -229,23 +229,31 @@ def array_from_json(
     return array_from_list(data, protocol, **kwargs)
 
 
-def save_json(da: Iterable[Document], file: Any) -> None:
-    """Write :func:`array_to_json` as UTF-8 to ``file`` (path, fsspec URL or file object;
-    text or binary), atomically for paths and URLs."""
-    text = array_to_json(da)
-    if not is_url(file) and hasattr(file, "write"):
+def save_json(
+    da: Iterable[Document], file: Any, protocol: str = "jsonschema", encoding: str = "utf-8"
+) -> None:
+    """Write :func:`array_to_json` to ``file`` (path, fsspec URL or file object; text or
+    binary), atomically for paths and URLs."""
+    text = array_to_json(da, protocol)
+    if is_file_object(file, "write"):
         try:
             file.write(text)
         except TypeError:  # a binary file object
-            file.write(text.encode("utf-8"))
+            file.write(text.encode(encoding))
         return
     with atomic_output(file) as f:
-        f.write(text.encode("utf-8"))
+        f.write(text.encode(encoding))
 
 
-def load_json(file: Any) -> DocumentArray:
+def load_json(
+    file: Any, protocol: str | None = "jsonschema", encoding: str = "utf-8"
+) -> DocumentArray:
     """Inverse of :func:`save_json` (``file``: path, fsspec URL or text/binary file object)."""
-    if not is_url(file) and hasattr(file, "read"):
-        return array_from_json(file.read())
-    with open_input(file) as f:
-        return array_from_json(f.read())
+    if is_file_object(file, "read"):
+        data = file.read()
+    else:
+        with open_input(file) as f:
+            data = f.read()
+    if isinstance(data, bytes) and encoding.lower().replace("-", "") != "utf8":
+        data = data.decode(encoding)
+    return array_from_json(data, protocol)
