@@ -5,6 +5,7 @@ from docmill.document import Document
 from docmill.errors import DocmillError, FormatError, MissingExtra, WorkerCrashed
 from docmill.files import from_files
 from docmill.io import BinaryWriter, iter_binary, save_binary_stream
+from docmill.score import NamedScore
 
 __version__ = "0.1.0"
 
@@ -15,6 +16,7 @@ __all__ = [
     "DocumentArray",
     "FormatError",
     "MissingExtra",
+    "NamedScore",
     "WorkerCrashed",
     "__version__",
     "from_files",

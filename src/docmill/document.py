@@ -320,23 +320,29 @@ class Document:
 
     @property
     def evaluations(self) -> dict[str, Any]:
-        if self._evaluations is None:
-            self._evaluations = {}
-        return self._evaluations
+        """``{name: NamedScore}`` (a missing name reads an empty score, as legacy)."""
+        e = self._evaluations
+        if e.__class__ is not _scores_class():
+            e = self._evaluations = _scores_class()(e or ())
+        return e
 
     @evaluations.setter
     def evaluations(self, value: dict[str, Any] | None) -> None:
-        self._evaluations = _check_dict("evaluations", value)
+        v = _check_dict("evaluations", value)
+        self._evaluations = None if v is None else _scores_class()(v)
 
     @property
     def scores(self) -> dict[str, Any]:
-        if self._scores is None:
-            self._scores = {}
-        return self._scores
+        """``{name: NamedScore}``: ``d.scores['cosine'].value``, as legacy."""
+        s = self._scores
+        if s.__class__ is not _scores_class():
+            s = self._scores = _scores_class()(s or ())
+        return s
 
     @scores.setter
     def scores(self, value: dict[str, Any] | None) -> None:
-        self._scores = _check_dict("scores", value)
+        v = _check_dict("scores", value)
+        self._scores = None if v is None else _scores_class()(v)
 
     @property
     def chunks(self) -> DocumentArray:
@@ -826,6 +832,13 @@ def _lenient_init(
                 setattr(doc, name, fields[name])
     if extra and handler == "catch":
         doc.tags.update(extra)
+
+
+@functools.cache
+def _scores_class() -> Any:
+    from docmill.score import Scores
+
+    return Scores
 
 
 @functools.cache
