@@ -47,11 +47,13 @@ def test_defaults():
     d = Document()
     assert uuid.UUID(hex=d.id).version == 4 and len(d.id) == 32 and d.id == d.id.lower()
     assert Document().id != d.id
+    legacy_reads = {"parent_id": "", "granularity": 0, "adjacency": 0, "blob": b"",
+                    "mime_type": "", "text": "", "weight": 0.0, "uri": "", "offset": 0.0,
+                    "location": [], "modality": ""}  # fmt: skip
     for f in FIELDS:
-        if f in ("id", "text", "blob", "tags", "evaluations", "scores", "chunks", "matches"):
+        if f in ("id", "tags", "evaluations", "scores", "chunks", "matches"):
             continue
-        assert getattr(d, f) is None, f
-    assert d.text == "" and d.blob == b""  # as legacy reads them
+        assert getattr(d, f) == legacy_reads.get(f), f  # tensor, embedding: None
     assert d.tags == {} and d.evaluations == {} and d.scores == {}
     assert isinstance(d.chunks, DocumentArray) and len(d.chunks) == 0
     assert isinstance(d.matches, DocumentArray) and len(d.matches) == 0

@@ -125,7 +125,7 @@ def test_values_follow_the_legacy_rules() -> None:
     assert out.embedding.dtype == np.int16
     assert out.tags == {"n": 1.0, "arr": [0.0, 1.0], "t": [1.0, "a"], "np": 0.5}
     assert out.scores == {"plain": {"value": 0.5}, "named": {"value": 0.25, "op_name": "cos"}}
-    assert out.granularity is None
+    assert out.granularity == 0 and "granularity" not in out.non_empty_fields
     assert out.weight == pytest.approx(0.1) and out.weight == float(np.float32(0.1))
 
 

@@ -50,12 +50,12 @@ FIELDS: tuple[str, ...] = (
 _LAZY_DICTS = ("tags", "evaluations", "scores")
 _LAZY_ARRAYS = ("chunks", "matches")
 # Fields read and written through a property (legacy semantics: text / blob / tensor
-# exclude each other, mime_type is normalized, a uri names its mime type).
+# exclude each other, mime_type is normalized, a uri names its mime type, an unset
+# field reads docarray 0.21's default).
 _PROPERTIES = ("text", "blob", "tensor", "mime_type", "uri")
-_HIDDEN = _LAZY_DICTS + _LAZY_ARRAYS + _PROPERTIES
+_DEFAULTED = ("parent_id", "granularity", "adjacency", "weight", "offset", "location", "modality")
+_HIDDEN = _LAZY_DICTS + _LAZY_ARRAYS + _PROPERTIES + _DEFAULTED
 _SLOTS = tuple("_" + f if f in _HIDDEN else f for f in FIELDS)
-#: what legacy code reads from an unset field (only where docarray 0.21 did not read None)
-_UNSET_READS = {"text": "", "blob": b""}
 
 
 # Pickling many small Documents is the hot path of the process backend: read all
@@ -130,6 +130,32 @@ def _nbytes(v: Any) -> int:
     return n if isinstance(n, int) else 0
 
 
+def _defaulted(name: str, empty: Any) -> property:
+    """A field that reads ``empty`` while unset (``list``: a new list, kept once read)."""
+    slot = "_" + name
+    get_slot = operator.attrgetter(slot)
+
+    if empty is list:
+
+        def get(self: Document) -> Any:
+            v = get_slot(self)
+            if v is None:
+                v = []
+                setattr(self, slot, v)
+            return v
+
+    else:
+
+        def get(self: Document) -> Any:
+            v = get_slot(self)
+            return empty if v is None else v
+
+    def set_(self: Document, value: Any) -> None:
+        setattr(self, slot, value)
+
+    return property(get, set_, doc=f"``{name}``; reads {empty!r} while unset, as in legacy")
+
+
 class Document:
     """One document, with docarray 0.21's fields and constructor.
 
@@ -139,10 +165,12 @@ class Document:
     ``other``'s field values (``copy=True``: a deep copy), ``Document(dict)`` and
     ``Document(json_text)`` take the fields of a dict or JSON object; keywords that
     are not fields go into ``tags`` (``unknown_fields_handler='drop'`` drops them,
-    ``'raise'`` raises). Unset fields read ``None`` (``text`` reads ``''`` and
-    ``blob`` ``b''``, as in legacy); ``tags``/``evaluations``/``scores`` and
-    ``chunks``/``matches`` are created empty on first access; ``id`` defaults to a
-    fresh uuid4 hex and is always a str.
+    ``'raise'`` raises). Unset fields read what docarray 0.21 reads: ``''`` for
+    text, uri, mime_type, parent_id and modality, ``b''`` for blob, 0 / 0.0 for
+    granularity, adjacency, weight and offset, ``None`` for tensor and embedding;
+    ``tags``/``evaluations``/``scores``, ``location`` and ``chunks``/``matches`` are
+    created empty on first access. ``id`` defaults to a fresh uuid4 hex and is
+    always a str.
     """
 
     __slots__ = (*_SLOTS, "__dict__")  # __dict__: legacy code sets its own attributes
@@ -192,20 +220,20 @@ class Document:
         elif not isinstance(id, str):
             id = _legacy_id(id)
         self.id = id
-        self.parent_id = parent_id
-        self.granularity = granularity
-        self.adjacency = adjacency
+        self._parent_id = parent_id
+        self._granularity = granularity
+        self._adjacency = adjacency
         self._blob = blob
         self._tensor = tensor
         self._text = text
         self._mime_type = None
         self._uri = None
-        self.weight = weight
+        self._weight = weight
         self._tags = _check_dict("tags", tags)
-        self.offset = offset
-        self.location = location
+        self._offset = offset
+        self._location = location
         self.embedding = embedding
-        self.modality = modality
+        self._modality = modality
         self._evaluations = _check_dict("evaluations", evaluations)
         self._scores = _check_dict("scores", scores)
         self._chunks = None
@@ -285,9 +313,18 @@ class Document:
             return "blob"
         return None
 
+    # the scalar fields read legacy's default while unset ('' / 0 / 0.0 / [])
+    parent_id = _defaulted("parent_id", "")
+    granularity = _defaulted("granularity", 0)
+    adjacency = _defaulted("adjacency", 0)
+    weight = _defaulted("weight", 0.0)
+    offset = _defaulted("offset", 0.0)
+    modality = _defaulted("modality", "")
+    location = _defaulted("location", list)
+
     @property
-    def mime_type(self) -> str | None:
-        return self._mime_type
+    def mime_type(self) -> str:
+        return "" if self._mime_type is None else self._mime_type
 
     @mime_type.setter
     def mime_type(self, value: str | None) -> None:
@@ -296,8 +333,8 @@ class Document:
         self._mime_type = value
 
     @property
-    def uri(self) -> str | None:
-        return self._uri
+    def uri(self) -> str:
+        return "" if self._uri is None else self._uri
 
     @uri.setter
     def uri(self, value: str | None) -> None:
