@@ -23,9 +23,20 @@ from pathlib import Path
 
 import pytest
 
-LEGACY_PYTHON = os.environ.get("DOCMILL_LEGACY_PYTHON", str(Path.home() / "legacy/bin/python"))
+LEGACY_PYTHON = os.environ.get(
+    "DOCMILL_LEGACY_PYTHON",
+    str(Path(os.environ.get("DOCMILL_LEGACY_VENV", Path.home() / "legacy")) / "bin/python"),
+)
 
-if not Path(LEGACY_PYTHON).exists():
+
+def _usable(python: str) -> bool:
+    if not Path(python).exists():
+        return False
+    check = subprocess.run([python, "-c", "import docarray, py, pandas"], capture_output=True)
+    return check.returncode == 0
+
+
+if not _usable(LEGACY_PYTHON):
     pytest.skip(
         f"no docarray 0.21.1 virtualenv at {LEGACY_PYTHON} (make one with: python -m venv "
         "~/legacy && ~/legacy/bin/pip install docarray==0.21.1 'numpy<2' 'protobuf<4' "
