@@ -666,6 +666,48 @@ class DocumentArray(MutableSequence[Document]):
     def __bytes__(self) -> bytes:
         return self.to_bytes()
 
+    # ------------------------------------------------------------------ push / pull
+    def push(
+        self,
+        name: str,
+        show_progress: bool = False,
+        public: bool = True,
+        token: str | None = None,
+        compress: str | None = "lz4",
+    ) -> dict[str, Any]:
+        """Upload the array as ``name`` (a hub URL, an fsspec URL, or a plain name: see
+        :mod:`docmill.hub`); serialization overlaps the upload."""
+        from docmill import hub
+
+        return hub.push(self, name, show_progress, public, token, compress)
+
+    @classmethod
+    def push_stream(cls, docs: Iterable[Document], name: str, **kwargs: Any) -> dict[str, Any]:
+        """Upload any iterable of Documents as ``name`` without collecting it."""
+        from docmill import hub
+
+        return hub.push_stream(docs, name, **kwargs)
+
+    @classmethod
+    def pull(
+        cls,
+        name: str,
+        show_progress: bool = False,
+        local_cache: bool = True,
+        token: str | None = None,
+    ) -> DocumentArray:
+        """Download the array ``name`` (cached and revalidated when from a hub)."""
+        from docmill import hub
+
+        return hub.pull(name, show_progress, local_cache, token)
+
+    @classmethod
+    def pull_stream(cls, name: str, **kwargs: Any) -> Iterator[Document]:
+        """The Documents of ``name``, decoded as its bytes arrive."""
+        from docmill import hub
+
+        return hub.pull_stream(name, **kwargs)
+
     def to_list(self, protocol: str = "jsonschema", **kwargs: Any) -> list[dict[str, Any]]:
         """Every Document as :meth:`Document.to_dict`."""
         from docmill import io

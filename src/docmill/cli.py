@@ -1,4 +1,5 @@
-"""The ``docmill`` command: ``docmill demo`` runs the seed page's two experiments."""
+"""The ``docmill`` command: ``docmill demo`` runs the seed page's two experiments;
+``docmill hub serve`` runs a hub server; ``docmill hub token`` manages its tokens."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -69,6 +71,55 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from docmill.hub.server import serve
+
+    serve(args.root, args.host, args.port, args.token_file, args.max_bytes)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from docmill.hub.server import TokenFile
+
+    tokens = TokenFile(args.token_file)
+    try:
+        if args.action == "create":
+            print(tokens.create(args.name))
+        elif args.action == "revoke":
+            tokens.revoke(args.name)
+        else:
+            print("\n".join(tokens.names()))
+    except ValueError as e:
+        print(f"docmill hub token: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _add_hub(sub: Any) -> None:
+    hub = sub.add_parser("hub", help="a docmill hub server for push/pull")
+    hub_sub = hub.add_subparsers(dest="hub_command", required=True)
+    serve = hub_sub.add_parser(
+        "serve", help="serve the arrays under --root over HTTP (needs docmill[hub])"
+    )
+    serve.add_argument("--root", required=True, metavar="DIR", help="folder of the arrays")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=_positive_int, default=8080, help="port (8080)")
+    serve.add_argument(
+        "--token-file", metavar="F", help="tokens made with 'docmill hub token create'; "
+        "without one every write is refused"
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-bytes", type=_positive_int, default=None, metavar="N",
+        help="refuse uploads larger than N bytes (413)",
+    )  # fmt: skip
+    serve.set_defaults(run=_serve)
+    token = hub_sub.add_parser("token", help="create, list or revoke hub tokens")
+    token.add_argument("action", choices=["create", "list", "revoke"])
+    token.add_argument("name", nargs="?", default=None, help="the token's name")
+    token.add_argument("--token-file", required=True, metavar="F")
+    token.set_defaults(run=_token)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``docmill`` console script."""
     parser = argparse.ArgumentParser(prog="docmill", description=__doc__)
@@ -87,7 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--skip-overlap", action="store_true", help="run experiment 1 only")
     demo.set_defaults(run=_demo)
+    _add_hub(sub)
     args = parser.parse_args(argv)
+    if getattr(args, "hub_command", None) == "token" and args.action != "list" and not args.name:
+        parser.error(f"docmill hub token {args.action} needs a NAME")
     return args.run(args)
 
 

@@ -190,6 +190,9 @@ def encode_payload(docs: Sequence[Document]) -> tuple[list[Any], int]:
     head = _U32.pack(len(meta_bytes))
     pad = _pad(len(head) + len(meta_bytes))
     pieces = [head, meta_bytes, _ZEROS[:pad], *b.pieces]
+    # the packer's default= is a bound method of b: a reference cycle that would keep
+    # b (and views of every array of the frame) alive until the garbage collector runs
+    b.packer = None  # type: ignore[assignment]
     return pieces, len(head) + len(meta_bytes) + pad + b.area
 
 

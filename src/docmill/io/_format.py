@@ -159,12 +159,17 @@ def map_groups(
     encode: Callable[[tuple[list[Document], int, bool]], Any],
     docs: Iterable[Document],
     compress: str | None,
+    threads: bool | None = None,
 ) -> Iterator[Any]:
     """``encode`` over the frames of ``docs``, in order: on worker threads when there
     are at least two full frames to compress (big data), else in this thread.
     Threads pay for compression only: an uncompressed frame is a checksum and a copy,
-    which the memory bus bounds, and threads only add contention there."""
+    which the memory bus bounds, and threads only add contention there.
+    ``threads=True``: always on threads (a sender whose consumer waits on the network:
+    the next frames are encoded meanwhile); ``False``: never."""
     groups = group_docs(docs)
+    if threads is not None:
+        return thread_map(encode, groups) if threads else map(encode, groups)
     head = list(itertools.islice(groups, 2))
     frames = itertools.chain(head, groups)
     if compress is not None and len(head) == 2 and head[0][2]:
@@ -289,15 +294,16 @@ class FrameEncoder:
         self.nbytes += _HEADER.size
         return file_header(self.compress, self.checksum)
 
-    def encode(self, docs: Iterable[Document]) -> Iterator[Any]:
+    def encode(self, docs: Iterable[Document], threads: bool | None = None) -> Iterator[Any]:
         """The buffers of the frames of ``docs`` (lazily: one frame at a time, or a few
-        ahead on worker threads when compressing big data, see :func:`map_groups`)."""
+        ahead on worker threads when compressing big data; see :func:`map_groups` for
+        ``threads``)."""
         compress, checksum, base = self.compress, self.checksum, self.count
 
         def encode(group: tuple[list[Document], int, bool]) -> EncodedFrame:
             return encode_frame(group[0], compress, base + group[1], checksum)
 
-        for pieces, nbytes, count in map_groups(encode, docs, compress):
+        for pieces, nbytes, count in map_groups(encode, docs, compress, threads):
             yield from pieces
             self.count += count
             self.nbytes += nbytes
@@ -308,13 +314,18 @@ class FrameEncoder:
 
 
 def encode_docs(
-    docs: Iterable[Document], compress: str | None = None, checksum: int | None = None
+    docs: Iterable[Document],
+    compress: str | None = None,
+    checksum: int | None = None,
+    threads: bool | None = None,
 ) -> Iterator[Any]:
     """A whole docmill stream of ``docs`` as an iterator of buffers (bytes-like), built
-    as it is consumed: an HTTP request body, a socket, any sink."""
+    as it is consumed: an HTTP request body, a socket, any sink. ``threads=True``
+    encodes the next frames on worker threads while the consumer sends earlier ones
+    (what push does)."""
     enc = FrameEncoder(compress, checksum)
     yield enc.header()
-    yield from enc.encode(docs)
+    yield from enc.encode(docs, threads)
     yield enc.end()
 
 
