@@ -344,3 +344,15 @@ def test_the_command_line(tmp_path) -> None:
     for option in ("--root", "--host", "--port", "--token-file", "--max-bytes"):
         assert option in helped.stdout
     assert Path(tf).exists()
+
+
+def test_a_missing_extra_is_named(monkeypatch) -> None:
+    from docmill import MissingExtra
+    from docmill.hub import server
+
+    monkeypatch.setitem(sys.modules, "httpx", None)  # as if not installed
+    with pytest.raises(MissingExtra, match=r"docmill\[hub\]"):
+        _da(1).push("http://127.0.0.1:9/x")
+    monkeypatch.setitem(sys.modules, "starlette", None)
+    with pytest.raises(MissingExtra, match=r"docmill\[hub\]"):
+        server.create_app("/tmp/never-used")
