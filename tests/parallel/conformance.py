@@ -53,6 +53,9 @@ class Case:
     travel_only: bool = False
     #: tasks run in the caller's process (objects come back as themselves)
     in_process: bool = False
+    #: the backend keeps connections of its own open across maps (a cluster client's
+    #: pool): file descriptors are not compared after a map, threads and children are
+    keeps_connections: bool = False
 
 
 travel = pytest.mark.travel
@@ -120,18 +123,19 @@ def _baseline():
     return len(multiprocessing.active_children()), threading.active_count(), fds
 
 
-def _same(now, before):
-    return now[:2] == before[:2] and now[2] <= before[2]
+def _same(now, before, fds=True):
+    return now[:2] == before[:2] and (now[2] <= before[2] or not fds)
 
 
-def assert_back_to(baseline, limit=5.0):
+def assert_back_to(baseline, kw=None, limit=5.0):
     """Every worker the map started (processes, threads) and every file descriptor it
     opened is gone within ``limit`` s."""
+    fds = kw is None or not kw["_case"].keeps_connections
     end = time.monotonic() + limit
-    while not _same(_baseline(), baseline) and time.monotonic() < end:
+    while not _same(_baseline(), baseline, fds) and time.monotonic() < end:
         time.sleep(0.01)
     now = _baseline()
-    assert _same(now, baseline), (
+    assert _same(now, baseline, fds), (
         f"children/threads/fds: {now} != {baseline}: {threading.enumerate()}"
     )
 
@@ -295,7 +299,7 @@ def test_map_over_an_endless_generator_with_break(kw):
         if len(out) == 100:
             break
     assert out == [x * x for x in range(100)]
-    assert_back_to(before)
+    assert_back_to(before, kw)
 
 
 @pytest.mark.parametrize("how", ["break", "close", "gc"])
@@ -314,13 +318,13 @@ def test_a_consumer_that_stops_stops_the_workers(kw, how):
         next(it)
         del it
         gc.collect()
-    assert_back_to(before)
+    assert_back_to(before, kw)
 
 
 def test_a_finished_map_leaves_nothing_running(kw):
     before = _baseline()
     assert sum(parallel.map(square, range(1000), **opts(kw))) == sum(x * x for x in range(1000))
-    assert_back_to(before)
+    assert_back_to(before, kw)
 
 
 @travel
@@ -335,7 +339,7 @@ def test_an_error_names_index_and_id_and_keeps_type_and_remote_traceback(kw):
     assert isinstance(ei.value.__cause__, RemoteTraceback)
     assert "fail_on" in ei.value.__cause__.tb
     assert any("item 7" in n for n in ei.value.__notes__)
-    assert_back_to(before)
+    assert_back_to(before, kw)
 
 
 def test_an_error_cancels_the_rest(kw):
@@ -596,10 +600,11 @@ def _exit_on(bad, x):
 @requires("isolated")
 def test_a_worker_that_dies_fails_its_item_and_nothing_hangs(kw):
     before = _baseline()
-    with pytest.raises(WorkerCrashed, match=r"exit code 3.*item 5") as ei:
+    with pytest.raises(WorkerCrashed, match=r"item 5") as ei:
         list(parallel.map(partial(_exit_on, 5), range(40), **opts(kw)))  # auto chunks
-    assert ei.value.exitcode == 3 and [i for i, _ in ei.value.items] == [5]
-    assert_back_to(before)
+    assert ei.value.exitcode in (3, None)  # None: the engine does not report it (Dask)
+    assert [i for i, _ in ei.value.items] == [5]
+    assert_back_to(before, kw)
 
 
 def _pid_then_sleep(event, x):
@@ -607,7 +612,7 @@ def _pid_then_sleep(event, x):
     time.sleep(60)
 
 
-@requires("isolated")
+@requires("stops_timed_out")
 def test_a_timed_out_task_is_stopped_not_abandoned(kw, tmp_path):
     import psutil
 

@@ -58,8 +58,9 @@ class Capabilities:
     #: chunk sizer aims at chunks of ``max(TARGET_SECONDS, 50 x task_overhead)`` of work
     task_overhead: float = 20e-6
     #: a worker is a separate process: a crash fails its task with ``WorkerCrashed``
-    #: and a timed-out task is killed, not abandoned
     isolated: bool = False
+    #: a task past its timeout is stopped (its worker killed), not abandoned
+    stops_timed_out: bool = False
     #: ``num_workers`` may change while it runs (a cluster that scales): the core reads
     #: it again before each refill
     elastic: bool = False

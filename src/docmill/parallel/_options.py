@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docmill._checks import check_int, check_seconds
-from docmill.parallel._registry import BACKENDS, backend_class
+from docmill.parallel._registry import BACKENDS, backend_class, backend_for_pool
 
 __all__ = ["DEFAULT_INIT_TIMEOUT", "Options", "usable_cores"]
 
@@ -85,7 +85,7 @@ class Options:
         set_ = object.__setattr__  # frozen: resolved values are written once, here
 
         if self.pool is not None:
-            set_(self, "backend", "pool")
+            set_(self, "backend", backend_for_pool(self.pool))
         elif self.backend == "pool":
             raise ValueError("backend='pool' runs on a pool of yours: pass it as pool=...")
         elif not isinstance(self.backend, str) or self.backend not in BACKENDS:
@@ -150,7 +150,10 @@ class Options:
                     f"{caller}() got {', '.join(own)} and backend_options={given!r}: pass "
                     f"the backend's options one way, as keywords or as a backend_options dict"
                 )
-            backend = "pool" if kwargs.get("pool") is not None else kwargs.get("backend", "thread")
+            pool = kwargs.get("pool")
+            backend = (
+                backend_for_pool(pool) if pool is not None else kwargs.get("backend", "thread")
+            )
             _check_own_options(caller, backend, own)
             kwargs["backend_options"] = {**(given or {}), **own}
         return cls(**kwargs)

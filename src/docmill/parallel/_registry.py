@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from docmill.parallel._base import Backend
 
-__all__ = ["BACKENDS", "backend_class", "register_backend"]
+__all__ = ["BACKENDS", "POOL_TYPES", "backend_class", "backend_for_pool", "register_backend"]
 
 #: backend name -> ``"module:Class"`` or a Backend subclass. ``'pool'`` is chosen by
 #: passing ``pool=``, not by name.
@@ -26,12 +26,34 @@ BACKENDS: dict[str, str | type[Backend]] = {
     "thread": "docmill.parallel.thread:ThreadBackend",
     "process": "docmill.parallel.process:ProcessBackend",
     "pool": "docmill.parallel.pool:PoolBackend",
+    "dask": "docmill.parallel.dask_backend:DaskBackend",
 }
 
+#: ``"module.Class"`` of a pool object -> the backend that runs on it (``pool=`` of that
+#: type picks it; any other pool goes to ``'pool'``). Matched by name along the pool's
+#: class hierarchy, so nothing is imported to check.
+POOL_TYPES: dict[str, str] = {"distributed.client.Client": "dask"}
 
-def register_backend(name: str, backend: str | type[Backend], *, replace: bool = False) -> None:
+
+def backend_for_pool(pool: object) -> str:
+    """The backend that runs on ``pool``: one registered for its type, else ``'pool'``."""
+    for cls in type(pool).__mro__:
+        name = POOL_TYPES.get(f"{cls.__module__}.{cls.__qualname__}")
+        if name is not None:
+            return name
+    return "pool"
+
+
+def register_backend(
+    name: str,
+    backend: str | type[Backend],
+    *,
+    replace: bool = False,
+    pools: tuple[str, ...] = (),
+) -> None:
     """Make ``backend='name'`` run on ``backend`` (a Backend subclass, or
-    ``"module:Class"`` imported when first used). ``replace=True`` to override a name."""
+    ``"module:Class"`` imported when first used). ``replace=True`` to override a name.
+    ``pools``: ``"module.Class"`` names of pool objects that ``pool=`` hands to it."""
     from docmill.parallel._base import Backend
 
     if not isinstance(name, str) or not name.isidentifier():
@@ -47,6 +69,8 @@ def register_backend(name: str, backend: str | type[Backend], *, replace: bool =
     if name in BACKENDS and not replace and BACKENDS[name] != backend:
         raise ValueError(f"backend {name!r} is already registered; pass replace=True to override")
     BACKENDS[name] = backend
+    for pool_type in pools:
+        POOL_TYPES[pool_type] = name
 
 
 def backend_class(name: str) -> type[Backend]:

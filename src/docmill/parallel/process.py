@@ -184,7 +184,7 @@ class ProcessBackend(Backend):
     """Runs ``fn(task)`` in ``options.num_workers`` worker processes (see the module docstring)."""
 
     name = "process"
-    capabilities = Capabilities(task_overhead=200e-6, isolated=True)
+    capabilities = Capabilities(task_overhead=200e-6, isolated=True, stops_timed_out=True)
     options_class = ProcessOptions
 
     def __init__(self, options: Options) -> None:
