@@ -56,6 +56,9 @@ class Case:
     #: the backend keeps connections of its own open across maps (a cluster client's
     #: pool): file descriptors are not compared after a map, threads and children are
     keeps_connections: bool = False
+    #: the registered backend name, when make() should not run just to learn it
+    #: (it starts a cluster): its capabilities are read from the registry
+    backend: str | None = None
 
 
 travel = pytest.mark.travel
@@ -83,6 +86,8 @@ def pytest_generate_tests(metafunc):
 
 
 def _capabilities(case: Case):
+    if case.backend is not None:
+        return backend_class(case.backend).capabilities
     with case.make() as kw:
         return _caps(kw)
 

@@ -100,7 +100,7 @@ def test_num_worker_defaults_to_the_usable_cores():
 @pytest.mark.parametrize(
     ("kwargs", "error", "words"),
     [
-        ({"backend": "dask"}, ValueError, "'serial', 'thread', 'process'"),
+        ({"backend": "spark"}, ValueError, "'serial', 'thread', 'process'"),
         ({"num_worker": 0}, ValueError, "num_worker must be an int >= 1"),
         ({"chunk_size": 4}, TypeError, "did you mean 'chunksize'"),
         ({"window": -1}, ValueError, "window must be an int >= 1"),

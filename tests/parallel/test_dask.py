@@ -4,20 +4,23 @@ started with the ``dask`` command line, as a user would."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from conformance import *  # noqa: F403 - the suite's tests, fixtures and hook
 from conformance import Case, square
 
-distributed = pytest.importorskip("distributed", reason="backend='dask' needs docmill[dask]")
+from docmill import WorkerCrashed, parallel
 
-from docmill import WorkerCrashed, parallel  # noqa: E402
+if importlib.util.find_spec("distributed") is None:  # found, not imported: importing
+    # distributed at collection would change how exceptions pickle in every test
+    pytest.skip("backend='dask' needs docmill[dask]", allow_module_level=True)
 
 _client = None
 # a dead worker fails only its own task (one task in flight per worker thread)
@@ -31,6 +34,7 @@ def _shared_client():
     global _client
     if _client is None:
         import dask
+        import distributed
 
         with dask.config.set(_CONFIG):
             cluster = distributed.LocalCluster(
@@ -45,7 +49,7 @@ def _dask():
     yield {"pool": _shared_client()}
 
 
-CONFORMANCE_CASES = [Case("dask", _dask, keeps_connections=True)]
+CONFORMANCE_CASES = [Case("dask", _dask, keeps_connections=True, backend="dask")]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -70,12 +74,20 @@ def _pid(x):
     return os.getpid()
 
 
-# workers started with the dask command cannot import the test modules: send their
-# functions by value
-import cloudpickle  # noqa: E402
+@contextmanager
+def _by_value():
+    """Workers started with the dask command cannot import the test modules: send their
+    functions by value while this lasts (a global cloudpickle setting: undone after)."""
+    import cloudpickle
 
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
-cloudpickle.register_pickle_by_value(sys.modules["conformance"])
+    modules = [sys.modules[__name__], sys.modules["conformance"]]
+    for m in modules:
+        cloudpickle.register_pickle_by_value(m)
+    try:
+        yield
+    finally:
+        for m in modules:
+            cloudpickle.unregister_pickle_by_value(m)
 
 
 @pytest.mark.timeout(120)
@@ -88,6 +100,7 @@ def test_against_a_scheduler_and_workers_started_with_the_dask_command(tmp_path)
     addr_port = port.getsockname()[1]
     port.close()
     address = f"tcp://127.0.0.1:{addr_port}"
+    stack = ExitStack()
     procs = [subprocess.Popen([dask_cmd, "scheduler", "--host", "127.0.0.1", "--port",
                                str(addr_port), "--dashboard-address", ":0"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
@@ -97,11 +110,14 @@ def test_against_a_scheduler_and_workers_started_with_the_dask_command(tmp_path)
                 [dask_cmd, "worker", address, "--nthreads", "1", "--no-dashboard"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))  # fmt: skip
+        import distributed
+
         client = distributed.Client(address, timeout=30)
         try:
             client.wait_for_workers(2, timeout=60)
         finally:
             client.close()
+        stack.enter_context(_by_value())
         out = list(parallel.map(square, range(200), backend="dask", address=address))
         assert out == [x * x for x in range(200)]
         pids = set(parallel.map(_pid, range(50), backend="dask", address=address, chunksize=1))
@@ -110,6 +126,7 @@ def test_against_a_scheduler_and_workers_started_with_the_dask_command(tmp_path)
             list(parallel.map(_die_on_7, range(20), backend="dask", address=address,
                               chunksize=1))  # fmt: skip
     finally:
+        stack.close()
         for p in procs:
             p.terminate()
         for p in procs:

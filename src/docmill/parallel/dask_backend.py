@@ -35,11 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DaskBackend", "DaskOptions"]
 
-try:  # the plugin base class, importable on the workers; without the extra, a stand-in
-    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
-except ImportError:  # pragma: no cover - depends on the environment
-    _WorkerPlugin = object  # type: ignore[assignment,misc]
-
 
 def _distributed() -> Any:
     try:
@@ -72,26 +67,31 @@ def _run(blob: bytes, task: Any) -> Any:
     return call_pickled(blob, task)
 
 
-class _Init(_WorkerPlugin):  # type: ignore[misc,valid-type]
-    """A worker plugin running the initializer once per Dask worker, and giving
-    ``worker_state()`` one dict per worker."""
+def _worker_plugin(initializer: Any, initargs: tuple) -> Any:
+    """A worker plugin running the initializer once per Dask worker and giving
+    ``worker_state()`` one dict per worker. (Built here, not at import: importing
+    distributed changes how exceptions pickle in the whole process.)"""
+    from distributed.diagnostics.plugin import WorkerPlugin
 
-    def __init__(self, initializer: Any, initargs: tuple) -> None:
-        self.initializer, self.initargs = initializer, initargs
-        self.name = f"docmill-init-{id(self):x}"
+    class DocmillInit(WorkerPlugin):
+        def __init__(self) -> None:
+            self.initializer, self.initargs = initializer, initargs
+            self.name = f"docmill-init-{id(self):x}"
 
-    def setup(self, worker: Any) -> None:
-        from docmill.parallel._runner import provide_worker_state
+        def setup(self, worker: Any) -> None:
+            from docmill.parallel._runner import provide_worker_state
 
-        state: dict = {}
-        provide_worker_state(lambda: state)
-        if self.initializer is not None:
-            self.initializer(*self.initargs)
+            state: dict = {}
+            provide_worker_state(lambda: state)
+            if self.initializer is not None:
+                self.initializer(*self.initargs)
 
-    def teardown(self, worker: Any) -> None:
-        from docmill.parallel._runner import provide_worker_state
+        def teardown(self, worker: Any) -> None:
+            from docmill.parallel._runner import provide_worker_state
 
-        provide_worker_state(None)
+            provide_worker_state(None)
+
+    return DocmillInit()
 
 
 class DaskBackend(Backend):
@@ -106,7 +106,10 @@ class DaskBackend(Backend):
     @classmethod
     def check(cls, options: Options) -> None:
         super().check(options)
-        _distributed()
+        import importlib.util
+
+        if importlib.util.find_spec("distributed") is None:  # found, not imported: see below
+            _distributed()
 
     def __init__(self, options: Options) -> None:
         self._options = options
@@ -118,7 +121,7 @@ class DaskBackend(Backend):
         self._futures: dict[Any, Future] = {}
         self._lock = threading.Lock()
         self._watchdog = Watchdog("docmill-dask-watchdog")
-        self._plugin: _Init | None = None
+        self._plugin: Any = None
         self._counted = 0.0
         self._closed = False
 
@@ -155,7 +158,7 @@ class DaskBackend(Backend):
                     self._client = distributed.Client(cluster)
                 self._owned += [self._client, cluster]
         # per-worker state (and the initializer) on every worker, present and future
-        plugin = _Init(opts.initializer, opts.initargs)
+        plugin = _worker_plugin(opts.initializer, opts.initargs)
         self._client.register_plugin(plugin, name=plugin.name)
         self._plugin = plugin  # registered: shutdown unregisters it
         import cloudpickle
