@@ -145,6 +145,6 @@ def _die_on_7(x):
 
 
 def test_dask_options_are_the_dask_backends():
-    with pytest.raises(TypeError, match="an option of backend 'dask'"):
+    with pytest.raises(TypeError, match="an option of backend 'dask' or 'ray'"):
         parallel.map(square, [1], address="tcp://x:1")
     assert sys.modules.get("distributed") is not None

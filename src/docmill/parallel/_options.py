@@ -200,8 +200,9 @@ def _check_own_options(caller: str, backend: Any, own: dict[str, Any]) -> None:
             if name != backend and key in _option_names(backend_class(name))
         ]
         if others:
+            which = " or ".join(map(repr, others))
             raise TypeError(
-                f"{caller}() got {key}=, an option of backend {others[0]!r}; backend "
+                f"{caller}() got {key}=, an option of backend {which}; backend "
                 f"{backend!r} does not take it (pass backend={others[0]!r} or drop {key}=)"
             )
         names = sorted({f.name for f in dataclasses.fields(Options)} - {"backend_options"})

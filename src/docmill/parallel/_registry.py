@@ -27,6 +27,7 @@ BACKENDS: dict[str, str | type[Backend]] = {
     "process": "docmill.parallel.process:ProcessBackend",
     "pool": "docmill.parallel.pool:PoolBackend",
     "dask": "docmill.parallel.dask_backend:DaskBackend",
+    "ray": "docmill.parallel.ray_backend:RayBackend",
 }
 
 #: ``"module.Class"`` of a pool object -> the backend that runs on it (``pool=`` of that
