@@ -45,7 +45,7 @@ from docmill.errors import StartTimeout
 if TYPE_CHECKING:
     from docmill.parallel._options import Options
 
-__all__ = ["Backend", "Capabilities", "Watchdog", "settle", "start_timeout"]
+__all__ = ["AddressOptions", "Backend", "Capabilities", "Watchdog", "settle", "start_timeout"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,19 @@ class Capabilities:
     #: workers can be replaced: ``max_tasks_per_worker`` is honoured (else refused up
     #: front) and ``init_timeout`` enforced
     replaces_workers: bool = True
+
+
+@dataclass(frozen=True)
+class AddressOptions:
+    """The options of a backend that connects to a cluster: ``address`` (its
+    scheduler / head, e.g. ``tcp://host:8786`` or ``'auto'``), or None for the
+    backend's default (see its module docstring)."""
+
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.address is not None and not isinstance(self.address, str):
+            raise TypeError(f"address must be a cluster address str, got {self.address!r}")
 
 
 class Backend(ABC):

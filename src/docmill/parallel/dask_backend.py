@@ -24,16 +24,15 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from docmill.errors import MissingExtra, WorkerCrashed
-from docmill.parallel._base import Backend, Capabilities, Watchdog, settle
+from docmill.parallel._base import AddressOptions, Backend, Capabilities, Watchdog, settle
 
 if TYPE_CHECKING:
     from docmill.parallel._options import Options
 
-__all__ = ["DaskBackend", "DaskOptions"]
+__all__ = ["DaskBackend"]
 
 
 def _distributed() -> Any:
@@ -44,18 +43,6 @@ def _distributed() -> Any:
             "backend='dask' needs dask.distributed: pip install 'docmill[dask]'"
         ) from None
     return distributed
-
-
-@dataclass(frozen=True)
-class DaskOptions:
-    """``address``: a scheduler to connect to (``tcp://host:8786``); None: see the
-    module docstring."""
-
-    address: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.address is not None and not isinstance(self.address, str):
-            raise TypeError(f"address must be a scheduler address str, got {self.address!r}")
 
 
 def _run(blob: bytes, task: Any) -> Any:
@@ -101,7 +88,7 @@ class DaskBackend(Backend):
     capabilities = Capabilities(
         task_overhead=2e-3, isolated=True, elastic=True, replaces_workers=False
     )
-    options_class = DaskOptions
+    options_class = AddressOptions
 
     @classmethod
     def check(cls, options: Options) -> None:

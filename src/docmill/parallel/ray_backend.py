@@ -23,16 +23,22 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from docmill.errors import MissingExtra, WorkerCrashed, add_note
-from docmill.parallel._base import Backend, Capabilities, Watchdog, settle, start_timeout
+from docmill.parallel._base import (
+    AddressOptions,
+    Backend,
+    Capabilities,
+    Watchdog,
+    settle,
+    start_timeout,
+)
 
 if TYPE_CHECKING:
     from docmill.parallel._options import Options
 
-__all__ = ["RayBackend", "RayOptions"]
+__all__ = ["RayBackend"]
 
 
 def _ray() -> Any:
@@ -41,18 +47,6 @@ def _ray() -> Any:
     except ImportError:
         raise MissingExtra("backend='ray' needs ray: pip install 'docmill[ray]'") from None
     return ray
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """``address``: a Ray cluster (``'auto'``, ``ray://host:10001``); None: see the
-    module docstring."""
-
-    address: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.address is not None and not isinstance(self.address, str):
-            raise TypeError(f"address must be a Ray address str, got {self.address!r}")
 
 
 class _Worker:
@@ -96,7 +90,7 @@ class RayBackend(Backend):
     capabilities = Capabilities(
         task_overhead=2e-3, isolated=True, stops_timed_out=True, replaces_workers=False
     )
-    options_class = RayOptions
+    options_class = AddressOptions
 
     @classmethod
     def check(cls, options: Options) -> None:
