@@ -631,3 +631,80 @@ def test_a_timed_out_task_is_stopped_not_abandoned(kw, tmp_path):
     while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < end, "the worker running the timed-out task still runs"
         time.sleep(0.02)
+
+
+# ---------------------------------------------------------------------- failures that do not abort
+def _fail_every_tenth(x):
+    if getattr(x, "id", x) in (3, 13, 23, "doc-3", "doc-13"):
+        raise ValueError(f"cannot handle {getattr(x, 'id', x)}")
+    return x
+
+
+def test_on_error_skip_leaves_failures_out_and_reports_them(kw):
+    with pytest.warns(RuntimeWarning, match=r"27 done, 3 failed.*item 3: ValueError"):
+        it = parallel.map(_fail_every_tenth, range(30), **opts(kw, on_error="skip"))
+        out = list(it)
+    assert out == [x for x in range(30) if x not in (3, 13, 23)]
+    report = it.report
+    assert (report.done, report.failed) == (27, 3)
+    assert [(f.index, f.type, f.message) for f in report.failures] == [
+        (3, "ValueError", "cannot handle 3"), (13, "ValueError", "cannot handle 13"),
+        (23, "ValueError", "cannot handle 23"),
+    ]  # fmt: skip
+    assert all("_fail_every_tenth" in f.traceback for f in report.failures)
+
+
+def test_max_failures_stops_the_run_listing_the_first(kw):
+    with pytest.raises(parallel.TooManyFailures, match=r"item 3.*cannot handle 3") as ei:
+        list(parallel.map(_fail_every_tenth, range(30), **opts(kw, on_error="skip",
+                                                                max_failures=1)))  # fmt: skip
+    assert ei.value.report.failed >= 2
+
+
+def test_apply_with_skip_keeps_the_rest_and_fills_the_report(kw):
+    da = docs(20)
+    report = parallel.Report()
+
+    def mark(d):
+        _fail_every_tenth(d)
+        d.text = "ok"
+
+    with pytest.warns(RuntimeWarning):
+        da.apply(mark, **opts(kw, on_error="skip", report=report))
+    assert [d.text for d in da] == ["3" if i == 3 else "13" if i == 13 else "ok" for i in range(20)]
+    assert [(f.index, f.id) for f in report.failures] == [(3, "doc-3"), (13, "doc-13")]
+
+
+def _flaky_on_odd(marker_dir, x):
+    marker = os.path.join(marker_dir, str(x))
+    if x % 2 and not os.path.exists(marker):  # fails the first time, works after
+        with open(marker, "w"):
+            pass
+        raise ConnectionError(f"flaky {x}")
+    return x
+
+
+def test_retries_with_backoff_only_for_retry_on(kw, tmp_path):
+    it = parallel.map(partial(_flaky_on_odd, str(tmp_path)), range(10),
+                      **opts(kw, retries=2, retry_on=ConnectionError, retry_backoff=0.001))  # fmt: skip
+    assert list(it) == list(range(10)) and it.report.retried == 5
+    (tmp_path / "x").mkdir()
+    with pytest.raises(ConnectionError, match="flaky"):  # not in retry_on: not retried
+        list(parallel.map(partial(_flaky_on_odd, str(tmp_path / "x")), range(4),
+                          **opts(kw, retries=2, retry_on=KeyError)))  # fmt: skip
+
+
+def _exit_on_5(x):
+    if x == 5:
+        os._exit(3)
+    return x
+
+
+@requires("isolated")
+def test_with_skip_a_worker_crash_is_retried_once_then_recorded(kw):
+    with pytest.warns(RuntimeWarning, match="WorkerCrashed"):
+        it = parallel.map(_exit_on_5, range(12), **opts(kw, on_error="skip"))
+        out = list(it)
+    assert out == [x for x in range(12) if x != 5]
+    (failure,) = it.report.failures
+    assert failure.index == 5 and failure.type == "WorkerCrashed"

@@ -46,6 +46,7 @@ from docmill.parallel._inplace import (
 )
 from docmill.parallel._options import Options
 from docmill.parallel._registry import BACKENDS, backend_class, register_backend
+from docmill.parallel._report import Failure, Report, TooManyFailures
 from docmill.parallel._runner import provide_worker_state, worker_state
 
 if TYPE_CHECKING:
@@ -55,7 +56,10 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "Capabilities",
+    "Failure",
     "Options",
+    "Report",
+    "TooManyFailures",
     "apply",
     "apply_batch",
     "backend_class",

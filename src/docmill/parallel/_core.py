@@ -63,7 +63,8 @@ from docmill.errors import RemoteTraceback, StartTimeout, WorkerCrashed, add_not
 from docmill.parallel._base import Backend
 from docmill.parallel._options import Options
 from docmill.parallel._registry import backend_class
-from docmill.parallel._runner import ChunkRunner
+from docmill.parallel._report import Failure, Report
+from docmill.parallel._runner import FAILED, ChunkRunner, Policy, Skipped
 
 __all__ = ["CHUNK_BYTES", "MAX_CHUNK", "TARGET_SECONDS", "describe_item", "make_backend", "stream"]
 
@@ -104,18 +105,57 @@ def stream(
     ``auto_chunks=False``: one item per task unless ``options.chunksize`` says
     otherwise (``map_batch``: a batch is already a big unit of work).
     Nothing starts before the first ``next()``. With a known ``total``, no more
-    workers start than there are items.
+    workers start than there are items. The returned iterator's ``report`` (a
+    :class:`Report`) holds the failures ``on_error='skip'`` skipped and the counts.
     """
+    report = options.report if options.report is not None else Report()
+    gen = _stream(func, it, options, total, unit, describe, auto_chunks, flat, sizeof, report)
+    return Run(gen, report)
+
+
+class Run(Iterator[Any]):
+    """The lazy results of a map, and its :class:`Report` (``.report``)."""
+
+    __slots__ = ("_gen", "report")
+
+    def __init__(self, gen: Iterator[Any], report: Report) -> None:
+        self._gen, self.report = gen, report
+
+    def __next__(self) -> Any:
+        return next(self._gen)
+
+    def close(self) -> None:
+        self._gen.close()  # type: ignore[attr-defined]
+
+
+def _stream(
+    func: Callable[[Any], Any],
+    it: Iterator[Any],
+    options: Options,
+    total: int | None,
+    unit: str,
+    describe: Callable[[int, Any], str],
+    auto_chunks: bool,
+    flat: bool,
+    sizeof: Callable[[Any], int] | None,
+    report: Report,
+) -> Iterator[Any]:
     if total is not None and options.num_workers > max(1, total):  # type: ignore[operator]
         options = options.replace(num_workers=max(1, total))
+    policy = None
+    if options.on_error == "skip" or options.retries:
+        policy = Policy(
+            options.on_error == "skip", options.retries, options.retry_on, options.retry_backoff
+        )
     backend = make_backend(options)
     bar = _progress_bar(total, unit) if options.show_progress else None
     finished = False
     try:
-        backend.start(ChunkRunner(func))
+        backend.start(ChunkRunner(func, policy))
         sizer = _Sizer(backend, options, total, auto_chunks)
-        yield from _run(backend, it, options, sizer, describe, unit, flat, sizeof, bar)
+        yield from _run(backend, it, options, sizer, describe, unit, flat, sizeof, bar, report)
         finished = True
+        report._warn()
     finally:
         try:
             backend.shutdown(cancel=not finished)
@@ -180,9 +220,11 @@ def _run(
     flat: bool,
     sizeof: Callable[[Any], int] | None,
     bar: Any,
+    report: Report,
 ) -> Iterator[Any]:
     timeout = options.timeout
     ordered = options.ordered
+    skip = options.on_error == "skip"
     adapt = sizer.adapt
     sample = adapt and sizeof is not None
     # start index -> (future, chunk); insertion order = input order, and a chunk re-run
@@ -219,10 +261,12 @@ def _run(
             start = _wait(pending, wake, ordered)
         f, chunk = pending[start]
         failure = f.exception() if not f.cancelled() else CancelledError()
-        if failure is not None and len(chunk) > 1 and _rerunnable(failure):
+        if failure is not None and (len(chunk) > 1 or skip) and _rerunnable(failure):
             # A crash (or an unpicklable result) of a chunk of many items names no
-            # item: run them one by one to find it (items before it run again).
-            pending[start] = (_OneByOne(backend, chunk, timeout, on_done).future, chunk)
+            # item: run them one by one to find it (items before it run again). With
+            # on_error='skip', each item whose task fails runs once more (on a fresh
+            # worker), then is recorded and skipped.
+            pending[start] = (_OneByOne(backend, chunk, timeout, on_done, skip).future, chunk)
             continue
         pending.pop(start)
         inflight -= len(chunk)
@@ -243,6 +287,18 @@ def _run(
             sizer.observe(len(outs), seconds)
         if bar is not None:
             bar.update(len(outs))
+        if isinstance(err, Skipped):
+            _record(report, err, start, chunk, backend.name, describe)
+            report.done += len(outs) - len(err.failures)
+            if err.failures:
+                if bar is not None:
+                    bar.set_postfix(failed=report.failed, retried=report.retried, refresh=False)
+                if flat:
+                    outs = [o for o in outs if o is not FAILED]
+                report._limit(options.max_failures, start + len(chunk))
+            err = None
+        else:
+            report.done += len(outs)
         if flat:
             yield from outs
         else:
@@ -251,6 +307,23 @@ def _run(
             pos, exc, tb = err
             _annotate(exc, describe(start + pos, chunk[pos]), backend.name)
             raise exc from RemoteTraceback(tb)
+
+
+def _record(
+    report: Report,
+    skipped: Skipped,
+    start: int,
+    chunk: list,
+    backend: str,
+    describe: Callable[[int, Any], str],
+) -> None:
+    report.retried += skipped.retried
+    for pos, exc, tb, retries in skipped.failures:
+        message = str(exc)  # before the item is added to it
+        _annotate(exc, describe(start + pos, chunk[pos]), backend)
+        report.failures.append(
+            Failure(start + pos, _ident(chunk[pos]), type(exc).__name__, message, tb, retries, exc)
+        )
 
 
 def _wait(pending: dict[int, tuple[Future, list]], wake: threading.Event, ordered: bool) -> int:
@@ -288,12 +361,21 @@ class _OneByOne:
     with :class:`_AtItem` naming the item whose task failed."""
 
     def __init__(
-        self, backend: Backend, chunk: list, timeout: float | None, on_done: Callable
+        self,
+        backend: Backend,
+        chunk: list,
+        timeout: float | None,
+        on_done: Callable,
+        skip: bool = False,
     ) -> None:
         self.future: Future = Future()
         self._backend, self._chunk, self._timeout = backend, chunk, timeout
         self._results: list = []
         self._seconds = 0.0
+        self._skip = skip
+        self._failures: list = []  # (position, exception, traceback, retries) when skipping
+        self._retried = 0
+        self._again = -1  # the item being run a second time after its task failed
         self.future.add_done_callback(on_done)
         self._advance(0)
 
@@ -307,23 +389,45 @@ class _OneByOne:
                 self.future.set_exception(_AtItem(i, e))
                 return
             if not f.done():
-                f.add_done_callback(lambda f, i=i: self._settled(f, i) and self._advance(i + 1))
+                f.add_done_callback(
+                    lambda f, i=i: (
+                        self._settled(f, i) and self._advance(i if self._again == i else i + 1)
+                    )
+                )
                 return
             if not self._settled(f, i):
                 return
-            i += 1
-        self.future.set_result((self._results, self._seconds, None))
+            if self._again != i:
+                i += 1
+        skipped = (
+            Skipped(self._failures, self._retried) if self._failures or self._retried else None
+        )
+        self.future.set_result((self._results, self._seconds, skipped))
 
     def _settled(self, f: Future, i: int) -> bool:
-        """Take item ``i``'s outcome; True to go on with the next item."""
+        """Take item ``i``'s outcome; True to go on (with the next item, or with item
+        ``i`` again when ``self._again == i``)."""
         try:
             outs, seconds, err = f.result()
         except BaseException as e:
-            self.future.set_exception(_AtItem(i, e))
-            return False
+            if not self._skip or not _rerunnable(e):
+                self.future.set_exception(_AtItem(i, e))
+                return False
+            if self._again != i:  # once more, on a fresh worker
+                self._again = i
+                self._retried += 1
+                return True
+            self._again = -1
+            self._results.append(FAILED)
+            self._failures.append((i, e, "", 1))
+            return True
+        self._again = -1
         self._results.extend(outs)
         self._seconds += seconds
-        if err is not None:
+        if isinstance(err, Skipped):
+            self._failures.extend((i + p, e, tb, r) for p, e, tb, r in err.failures)
+            self._retried += err.retried
+        elif err is not None:
             self.future.set_result((self._results, self._seconds, (i + err[0], *err[1:])))
             return False
         return True

@@ -34,6 +34,7 @@ from docmill.array import DocumentArray
 from docmill.document import FIELDS, Document, approx_nbytes, from_state, set_state, state_of
 from docmill.parallel._core import describe_item, stream
 from docmill.parallel._options import Options
+from docmill.parallel._runner import FAILED
 from docmill.parallel._shm_codec import register_reducer
 
 __all__ = [
@@ -100,7 +101,7 @@ def apply_docs(da: DocumentArray, func: Callable[[Document], Any], options: Opti
     with closing(chunks):
         for start, chunk, outs in chunks:
             for j, r in enumerate(outs):
-                if r is not chunk[j]:
+                if r is not chunk[j] and r is not FAILED:  # a skipped one stays as it was
                     if not isinstance(r, Document):
                         raise _not_a_document("apply", r, describe_item(start + j, chunk[j]))
                     _put(da, start + j, chunk[j], r)
@@ -129,6 +130,8 @@ def apply_doc_batches(
     with closing(chunks):
         for start, chunk, outs in chunks:
             for k, (batch, ret) in enumerate(zip(chunk, outs, strict=False)):
+                if ret is FAILED:  # skipped (on_error='skip'): the batch stays as it was
+                    continue
                 b = start + k
                 where = describe_batch(b, batch)
                 if not isinstance(ret, Iterable) or not hasattr(ret, "__len__"):

@@ -29,6 +29,14 @@ Generic fields (resolved values after validation):
 ``backend_options``         the chosen backend's own options (an instance of
                             its ``options_class``), e.g. the process backend's
                             ``start_method``, ``transport``, ``shm_threshold``
+``on_error``                'raise' (default) or 'skip': record a failing item
+                            and go on (see :mod:`._report`)
+``max_failures``            with 'skip': an int, or a fraction of the items
+                            seen; past it :class:`TooManyFailures`
+``retries, retry_on``       retry an item up to ``retries`` times when it raises
+                            one of ``retry_on`` (exception types; needed)
+``retry_backoff``           seconds before the first retry, doubling (jitter)
+``report``                  a :class:`Report` to fill (for ``apply``)
 ==========================  ==================================================
 
 A backend's own options are passed as keywords like the generic ones (or as a
@@ -80,6 +88,12 @@ class Options:
     show_progress: bool = False
     pool: Any = field(default=None, compare=False)
     backend_options: Any = None
+    on_error: str = "raise"
+    max_failures: Any = None
+    retries: int = 0
+    retry_on: Any = ()
+    retry_backoff: float = 0.1
+    report: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: resolved values are written once, here
@@ -126,6 +140,44 @@ class Options:
             )
         if self.initargs and self.initializer is None:
             raise ValueError("initargs was given without an initializer; pass initializer=...")
+
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(
+                f"on_error must be 'raise' (stop at the first failure) or 'skip' (record "
+                f"it and go on), got {self.on_error!r}"
+            )
+        mf = self.max_failures
+        if mf is not None:
+            if isinstance(mf, float) and 0 <= mf <= 1:
+                pass
+            else:
+                check_int("max_failures", mf, 0, alternative="a fraction in [0, 1], or None")
+            if self.on_error != "skip":
+                raise ValueError("max_failures= only applies with on_error='skip'")
+        check_int("retries", self.retries, 0)
+        retry_on = self.retry_on
+        if isinstance(retry_on, type):
+            retry_on = (retry_on,)
+        if not isinstance(retry_on, tuple) or not all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in retry_on
+        ):
+            raise TypeError(
+                f"retry_on must be an exception type or a tuple of them, got {self.retry_on!r}"
+            )
+        set_(self, "retry_on", retry_on)
+        if self.retries and not retry_on:
+            raise ValueError(
+                "retries= needs retry_on= (the exception types to retry): nothing is "
+                "retried silently"
+            )
+        set_(self, "retry_backoff", check_seconds("retry_backoff", self.retry_backoff))
+        if self.report is not None:
+            from docmill.parallel._report import Report
+
+            if not isinstance(self.report, Report):
+                raise TypeError(
+                    f"report must be a docmill.parallel.Report, got {type(self.report).__name__}"
+                )
 
         cls.check(self)
         set_(self, "backend_options", _backend_options(cls, self.backend_options))

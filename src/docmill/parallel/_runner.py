@@ -23,14 +23,19 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
+    "FAILED",
     "ChunkRunner",
+    "Policy",
+    "Skipped",
     "UnpicklableError",
     "call_pickled",
     "provide_worker_state",
@@ -88,24 +93,61 @@ class UnpicklableError(RuntimeError):
     """Stands in for a worker exception that could not be pickled back to the caller."""
 
 
+class _Failed:
+    """The place of an item that failed and was skipped (``on_error='skip'``)."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "FAILED"  # the module-level singleton, in every process
+
+    def __repr__(self) -> str:
+        return "FAILED"
+
+
+FAILED = _Failed()
+
+
+class Skipped(NamedTuple):
+    """What ``on_error='skip'`` hands back for a chunk: its failures (position,
+    exception, traceback text, retries) and the retries of every item."""
+
+    failures: list[tuple[int, BaseException, str, int]]
+    retried: int
+
+
+class Policy(NamedTuple):
+    """What to do when ``func`` raises: skip the item (else stop), and retry
+    exceptions of ``retry_on`` types up to ``retries`` times with exponential backoff
+    from ``backoff`` seconds (with jitter)."""
+
+    skip: bool = False
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = ()
+    backoff: float = 0.1
+
+
 class ChunkRunner:
     """Callable run by workers: ``runner(items) -> (results, seconds, error)``."""
 
-    __slots__ = ("_pid", "func")
+    __slots__ = ("_pid", "func", "policy")
 
-    def __init__(self, func: Callable[[Any], Any]) -> None:
+    def __init__(self, func: Callable[[Any], Any], policy: Policy | None = None) -> None:
         self.func = func
+        self.policy = policy
         # A worker in another process (fork or spawn) sees a different pid: only
         # then must exceptions survive pickling.
         self._pid = os.getpid()
 
     def __getstate__(self) -> tuple:
-        return (self.func, self._pid)
+        return (self.func, self._pid, self.policy)
 
     def __setstate__(self, state: tuple) -> None:
-        self.func, self._pid = state
+        self.func, self._pid, self.policy = state
 
-    def __call__(self, items: list) -> tuple[list, float, tuple | None]:
+    def __call__(self, items: list) -> tuple[list, float, Any]:
+        if self.policy is not None:
+            return self._with_policy(items, self.policy)
         out: list = []
         t0 = perf_counter()
         try:
@@ -119,6 +161,35 @@ class ChunkRunner:
                 e = _picklable(e)
             return out, seconds, (len(out), e, tb)
         return out, perf_counter() - t0, None
+
+    def _with_policy(self, items: list, policy: Policy) -> tuple[list, float, Any]:
+        """One item at a time: retries, and skipped items as :data:`FAILED` places."""
+        out: list = []
+        failures: list[tuple[int, BaseException, str, int]] = []
+        retried = 0
+        t0 = perf_counter()
+        func, remote = self.func, os.getpid() != self._pid
+        for pos, x in enumerate(items):
+            attempt = 0
+            while True:
+                try:
+                    out.append(func(x))
+                    break
+                except Exception as e:
+                    if attempt < policy.retries and isinstance(e, policy.retry_on):
+                        attempt += 1
+                        time.sleep(policy.backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
+                        continue
+                    tb = "".join(traceback.format_exception(e))
+                    if remote:
+                        e = _picklable(e)
+                    if not policy.skip:
+                        return out, perf_counter() - t0, (pos, e, tb)
+                    out.append(FAILED)
+                    failures.append((pos, e, tb, attempt))
+                    break
+            retried += attempt
+        return out, perf_counter() - t0, Skipped(failures, retried) if failures or retried else None
 
 
 def _picklable(e: BaseException) -> BaseException:

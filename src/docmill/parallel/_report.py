@@ -1,0 +1,81 @@
+"""What a run with ``on_error='skip'`` or ``retries=`` tells its caller: the failures
+(index, id, exception type, message, the worker's traceback, retries) and counts.
+
+``parallel.map`` returns an iterator with a ``report`` attribute, readable during
+the run and after it; ``apply`` / ``apply_batch`` fill the :class:`Report` passed as
+``report=``. A run that skipped items ends with one summary ``RuntimeWarning``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from docmill.errors import DocmillError
+
+__all__ = ["Failure", "Report", "TooManyFailures"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One item that failed (after its retries) and was skipped."""
+
+    index: int
+    id: str | None
+    type: str
+    message: str
+    traceback: str
+    retries: int
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+
+class TooManyFailures(DocmillError):
+    """More items failed than ``max_failures`` allows; ``.report`` holds them all."""
+
+    def __init__(self, message: str, report: Report) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class Report:
+    """Failures and counts of one run (see the module docstring)."""
+
+    failures: list[Failure] = field(default_factory=list)
+    done: int = 0
+    retried: int = 0
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def summary(self) -> str:
+        """One line: done, failed, retried, and the first failure."""
+        line = f"{self.done} done, {self.failed} failed, {self.retried} retried"
+        if self.failures:
+            f = self.failures[0]
+            where = f"item {f.index}" + (f" (id {f.id!r})" if f.id else "")
+            line += f"; first: {where}: {f.type}: {f.message}"
+        return line
+
+    def _limit(self, max_failures: Any, seen: int) -> None:
+        """Raise :class:`TooManyFailures` past ``max_failures`` (a count, or a fraction
+        of the items seen so far)."""
+        if max_failures is None:
+            return
+        limit = max_failures if isinstance(max_failures, int) else max_failures * seen
+        if self.failed > limit:
+            firsts = "; ".join(
+                f"item {f.index}" + (f" (id {f.id!r})" if f.id else "") + f": {f.type}: {f.message}"
+                for f in self.failures[:5]
+            )
+            raise TooManyFailures(
+                f"{self.failed} items failed, more than max_failures={max_failures!r} "
+                f"allows ({self.summary()}); the first: {firsts}",
+                self,
+            )
+
+    def _warn(self) -> None:
+        if self.failures:
+            warnings.warn(f"docmill: {self.summary()}", RuntimeWarning, stacklevel=3)
