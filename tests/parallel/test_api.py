@@ -267,3 +267,26 @@ def test_an_elastic_backends_worker_count_is_read_before_each_refill():
     assert sizer.next_chunk(4, True) == 4 and sizer.next_chunk(8, True) == 0  # window 2x1x4
     b.num_workers = 3  # the cluster scaled up
     assert sizer.next_chunk(16, True) == 4  # window 2x3x4 = 24
+
+
+def _fail_on_7(x):
+    if x == 7:
+        raise ValueError("seven")
+    return x
+
+
+def test_max_failures_as_a_fraction_of_all_items_or_of_those_seen():
+    with pytest.warns(RuntimeWarning, match="1 failed"):
+        assert len(list(parallel.map(_fail_on_7, range(100), on_error="skip",
+                                     max_failures=0.05))) == 99  # 1% of 100 items  # fmt: skip
+    with pytest.raises(parallel.TooManyFailures, match="item 7"):
+        list(parallel.map(_fail_on_7, range(10), on_error="skip", max_failures=0.05))
+    gen = (x for x in range(20))  # no length: judged once 100 are seen, or at the end
+    with pytest.raises(parallel.TooManyFailures):
+        list(parallel.map(_fail_on_7, gen, on_error="skip", max_failures=0.01))
+    with pytest.raises(ValueError, match="only applies with on_error='skip'"):
+        parallel.map(_fail_on_7, range(3), max_failures=1)
+    with pytest.raises(ValueError, match="needs retry_on"):
+        parallel.map(_fail_on_7, range(3), retries=2)
+    with pytest.raises(ValueError, match="on_error must be 'raise'"):
+        parallel.map(_fail_on_7, range(3), on_error="ignore")

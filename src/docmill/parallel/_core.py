@@ -155,6 +155,7 @@ def _stream(
         sizer = _Sizer(backend, options, total, auto_chunks)
         yield from _run(backend, it, options, sizer, describe, unit, flat, sizeof, bar, report)
         finished = True
+        report._limit(options.max_failures, report.done + report.failed, total, final=True)
         report._warn()
     finally:
         try:
@@ -295,7 +296,7 @@ def _run(
                     bar.set_postfix(failed=report.failed, retried=report.retried, refresh=False)
                 if flat:
                     outs = [o for o in outs if o is not FAILED]
-                report._limit(options.max_failures, start + len(chunk))
+                report._limit(options.max_failures, start + len(chunk), sizer.total)
             err = None
         else:
             report.done += len(outs)

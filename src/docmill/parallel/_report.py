@@ -59,12 +59,20 @@ class Report:
             line += f"; first: {where}: {f.type}: {f.message}"
         return line
 
-    def _limit(self, max_failures: Any, seen: int) -> None:
-        """Raise :class:`TooManyFailures` past ``max_failures`` (a count, or a fraction
-        of the items seen so far)."""
+    def _limit(self, max_failures: Any, seen: int, total: int | None, final: bool = False) -> None:
+        """Raise :class:`TooManyFailures` past ``max_failures``: a count, or a fraction
+        of all the items (when the input has a length) or of those seen so far (once
+        there are 100 of them, or at the end)."""
         if max_failures is None:
             return
-        limit = max_failures if isinstance(max_failures, int) else max_failures * seen
+        if isinstance(max_failures, int):
+            limit: float = max_failures
+        elif total is not None:
+            limit = max_failures * total
+        elif seen >= 100 or final:
+            limit = max_failures * seen
+        else:
+            return
         if self.failed > limit:
             firsts = "; ".join(
                 f"item {f.index}" + (f" (id {f.id!r})" if f.id else "") + f": {f.type}: {f.message}"
