@@ -68,6 +68,7 @@ from docmill.parallel._runner import FAILED, ChunkRunner, Policy, Skipped
 
 __all__ = ["CHUNK_BYTES", "MAX_CHUNK", "TARGET_SECONDS", "describe_item", "make_backend", "stream"]
 
+_END = object()
 TARGET_SECONDS = 0.01
 MAX_CHUNK = 1024
 CHUNK_BYTES = 4 << 20
@@ -147,13 +148,40 @@ def _stream(
         policy = Policy(
             options.on_error == "skip", options.retries, options.retry_on, options.retry_backoff
         )
+    ckpt = first = None
+    if options.checkpoint is not None:
+        from docmill.parallel._checkpoint import Checkpoint, CheckpointMismatch
+
+        ckpt = Checkpoint(options.checkpoint, func, options.checkpoint_every,
+                          options.checkpoint_check)  # fmt: skip
+        ckpt.load()
+        for i, result in ckpt.restored():  # done by an earlier run: read back, in order
+            item = next(it, _END)
+            if item is _END:
+                raise CheckpointMismatch(
+                    f"checkpoint {ckpt.path!r} holds {len(ckpt.done)} results but the input "
+                    f"has only {i} items: it was written for another input"
+                )
+            ckpt.verify(i, item)
+            if result is FAILED:  # skipped by the earlier run (on_error='skip')
+                if not flat:
+                    yield i, [item], [result]
+                continue
+            report.done += 1
+            if flat:
+                yield result
+            else:
+                yield i, [item], [result]
+        first = len(ckpt.done)
+        ckpt.open()
     backend = make_backend(options)
     bar = _progress_bar(total, unit) if options.show_progress else None
     finished = False
     try:
         backend.start(ChunkRunner(func, policy))
         sizer = _Sizer(backend, options, total, auto_chunks)
-        yield from _run(backend, it, options, sizer, describe, unit, flat, sizeof, bar, report)
+        yield from _run(backend, it, options, sizer, describe, unit, flat, sizeof, bar, report,
+                        first or 0, ckpt)  # fmt: skip
         finished = True
         report._limit(options.max_failures, report.done + report.failed, total, final=True)
         report._warn()
@@ -161,6 +189,8 @@ def _stream(
         try:
             backend.shutdown(cancel=not finished)
         finally:
+            if ckpt is not None:
+                ckpt.close(finished)
             if bar is not None:
                 bar.close()
 
@@ -222,6 +252,8 @@ def _run(
     sizeof: Callable[[Any], int] | None,
     bar: Any,
     report: Report,
+    first: int = 0,
+    ckpt: Any = None,
 ) -> Iterator[Any]:
     timeout = options.timeout
     ordered = options.ordered
@@ -236,7 +268,7 @@ def _run(
     def on_done(_f: Future) -> None:
         wake.set()
 
-    taken = inflight = 0
+    taken, inflight = first, 0  # indices count from the start of the whole input
     exhausted = False
     while True:
         # -- refill: submit chunks while the window has room (always keep one running)
@@ -288,6 +320,9 @@ def _run(
             sizer.observe(len(outs), seconds)
         if bar is not None:
             bar.update(len(outs))
+        if ckpt is not None:  # (skipped items too, as such: the file stays positional)
+            for j, out in enumerate(outs):
+                ckpt.add(start + j, chunk[j], out)
         if isinstance(err, Skipped):
             _record(report, err, start, chunk, backend.name, describe)
             report.done += len(outs) - len(err.failures)

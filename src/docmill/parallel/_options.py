@@ -37,6 +37,10 @@ Generic fields (resolved values after validation):
                             one of ``retry_on`` (exception types; needed)
 ``retry_backoff``           seconds before the first retry, doubling (jitter)
 ``report``                  a :class:`Report` to fill (for ``apply``)
+``checkpoint``              a path: results are appended there as they complete
+                            and a rerun resumes after them (see ``_checkpoint``)
+``checkpoint_every``        seconds between flushes (at most this much is redone)
+``checkpoint_check``        False: resume even if the function or input changed
 ==========================  ==================================================
 
 A backend's own options are passed as keywords like the generic ones (or as a
@@ -94,6 +98,9 @@ class Options:
     retry_on: Any = ()
     retry_backoff: float = 0.1
     report: Any = field(default=None, compare=False)
+    checkpoint: Any = None
+    checkpoint_every: float = 5.0
+    checkpoint_check: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: resolved values are written once, here
@@ -178,6 +185,17 @@ class Options:
                 raise TypeError(
                     f"report must be a docmill.parallel.Report, got {type(self.report).__name__}"
                 )
+
+        if self.checkpoint is not None:
+            if not isinstance(self.checkpoint, str | os.PathLike):
+                raise TypeError(f"checkpoint must be a path, got {type(self.checkpoint).__name__}")
+            if not self.ordered:
+                raise ValueError("checkpoint= needs ordered=True (results are kept in input order)")
+        set_(self, "checkpoint_every", check_seconds("checkpoint_every", self.checkpoint_every))
+        if not isinstance(self.checkpoint_check, bool):
+            raise TypeError(
+                f"checkpoint_check must be True or False, got {self.checkpoint_check!r}"
+            )
 
         cls.check(self)
         set_(self, "backend_options", _backend_options(cls, self.backend_options))
