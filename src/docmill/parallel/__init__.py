@@ -30,6 +30,7 @@ reducer) -> :mod:`._core` (streaming, window, chunk sizing, errors) -> a
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -188,7 +189,16 @@ def _options(
     pool: Any,
     options: dict[str, Any],
 ) -> Options:
-    """The validated options of one call, and its ``func`` checked."""
+    """The validated options of one call, and its ``func`` checked. An ``async def``
+    func runs on the asyncio backend (chosen for it when no backend was named)."""
+    if inspect.iscoroutinefunction(func):
+        if backend == "thread" and pool is None:
+            backend = "asyncio"
+        elif backend != "asyncio":
+            raise TypeError(
+                f"{caller}(): {getattr(func, '__name__', func)!r} is an async def function, "
+                f"which runs on backend='asyncio', not {backend!r}"
+            )
     opts = Options.from_kwargs(
         caller,
         backend=backend,

@@ -91,6 +91,11 @@ class _InPlace:
         r = self.func(x)
         return x if r is None else r
 
+    async def acall(self, x: Any) -> Any:
+        """The same for an ``async def`` func (the asyncio backend calls this)."""
+        r = await self.func(x)
+        return x if r is None else r
+
 
 def apply_docs(da: DocumentArray, func: Callable[[Document], Any], options: Options) -> None:
     """Run ``func`` on every Document of ``da`` and keep its changes (see the module doc)."""

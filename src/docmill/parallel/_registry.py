@@ -28,6 +28,7 @@ BACKENDS: dict[str, str | type[Backend]] = {
     "pool": "docmill.parallel.pool:PoolBackend",
     "dask": "docmill.parallel.dask_backend:DaskBackend",
     "ray": "docmill.parallel.ray_backend:RayBackend",
+    "asyncio": "docmill.parallel.asyncio_backend:AsyncioBackend",
 }
 
 #: ``"module.Class"`` of a pool object -> the backend that runs on it (``pool=`` of that
