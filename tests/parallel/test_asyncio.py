@@ -125,3 +125,31 @@ def test_apply_and_map_batch_with_coroutines():
     assert list(parallel.map_batch(size, range(10), 4)) == [4, 4, 2]
     with pytest.raises(TypeError, match="runs on backend='asyncio'"):
         parallel.map(size, range(3), backend="process")
+
+
+def test_amap_inside_a_running_loop():
+    async def main():
+        out = [x async for x in parallel.amap(_double_later, range(40), concurrency=20)]
+        assert out == [2 * x for x in range(40)]
+        seen = []
+        async for x in parallel.amap(_double_later, range(10**6), concurrency=8):
+            seen.append(x)
+            if len(seen) == 5:
+                break  # the work stops
+        ticks = 0
+
+        async def ticker():  # the caller's loop is never blocked meanwhile
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        t = asyncio.create_task(ticker())
+        assert [x async for x in parallel.amap(_double_later, range(30))] == [
+            2 * x for x in range(30)
+        ]
+        t.cancel()
+        return seen, ticks
+
+    seen, ticks = asyncio.run(main())
+    assert seen == [0, 2, 4, 6, 8] and ticks > 5

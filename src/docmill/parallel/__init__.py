@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from docmill._checks import check_int
@@ -61,6 +61,7 @@ __all__ = [
     "Options",
     "Report",
     "TooManyFailures",
+    "amap",
     "apply",
     "apply_batch",
     "backend_class",
@@ -166,6 +167,35 @@ def apply_batch(
     check_int("batch_size", batch_size)
     apply_doc_batches(da, func, batch_size, shuffle, opts)
     return da
+
+
+async def amap(
+    func: Callable[[Any], Any],
+    iterable: Iterable[Any],
+    backend: str = "thread",
+    num_worker: int | None = None,
+    show_progress: bool = False,
+    pool: Any = None,
+    **options: Any,
+) -> AsyncIterator[Any]:
+    """:func:`map` for ``async for`` inside a running event loop::
+
+        async for page in parallel.amap(fetch, urls, concurrency=50):
+            ...
+
+    The work runs as with :func:`map` (an ``async def`` func on the asyncio backend's
+    own loop thread, anything else on its backend); this loop only waits for each
+    result, never blocking. Leaving the ``async for`` early stops the work.
+    """
+    import asyncio
+
+    it = map(func, iterable, backend, num_worker, show_progress, pool, **options)
+    end = object()
+    try:
+        while (item := await asyncio.to_thread(next, it, end)) is not end:
+            yield item
+    finally:
+        await asyncio.to_thread(it.close)  # type: ignore[attr-defined]
 
 
 def __getattr__(name: str) -> Any:

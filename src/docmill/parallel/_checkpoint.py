@@ -159,19 +159,31 @@ class Checkpoint:
         self._checksum = DEFAULT_CHECKSUM
 
     def add(self, index: int, item: Any, result: Any) -> None:
-        self._pending.append(_record(index, item, result))
-        if len(self._pending) >= 4096 or time.monotonic() - self._last_flush >= self.every:
-            self._flush()
+        from docmill.io._format import FrameBudget
 
-    def _flush(self) -> None:
-        from docmill.io._format import DEFAULT_CHECKSUM, encode_frame
+        if not isinstance(self._pending, FrameBudget):
+            budget = FrameBudget()
+            for r in self._pending:
+                budget.add(r)
+            self._pending = budget  # type: ignore[assignment]
+        if self._pending.add(_record(index, item, result)):  # type: ignore[attr-defined]
+            self._write()  # a full frame goes out now (memory stays bounded)...
+        if time.monotonic() - self._last_flush >= self.every:
+            self._flush()  # ... and is made durable every `every` seconds
 
-        if self._pending:
-            pieces, _, _ = encode_frame(self._pending, None, 0, DEFAULT_CHECKSUM)
+    def _write(self) -> None:
+        from docmill.io._format import DEFAULT_CHECKSUM, FrameBudget, encode_frame
+
+        pending = self._pending.take() if isinstance(self._pending, FrameBudget) else self._pending
+        self._pending = [] if not isinstance(self._pending, FrameBudget) else self._pending
+        if pending:
+            pieces, _, _ = encode_frame(pending, None, 0, DEFAULT_CHECKSUM)
             for p in pieces:
                 self._file.write(p)
-            self._count += len(self._pending) - (self._pending[0].id == _HEAD)
-            self._pending = []
+            self._count += len(pending) - (pending[0].id == _HEAD)
+
+    def _flush(self) -> None:
+        self._write()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._last_flush = time.monotonic()

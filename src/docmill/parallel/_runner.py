@@ -169,26 +169,32 @@ class ChunkRunner:
         retried = 0
         t0 = perf_counter()
         func, remote = self.func, os.getpid() != self._pid
-        for pos, x in enumerate(items):
+        pos = 0
+        while pos < len(items):
+            try:  # the C loop until an item raises; only that one goes the slow way
+                out.extend(map(func, items[pos:] if pos else items))
+                break
+            except Exception as first:
+                pos, e = len(out), first
             attempt = 0
-            while True:
+            while attempt < policy.retries and isinstance(e, policy.retry_on):
+                attempt += 1
+                time.sleep(policy.backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
                 try:
-                    out.append(func(x))
+                    out.append(func(items[pos]))
                     break
-                except Exception as e:
-                    if attempt < policy.retries and isinstance(e, policy.retry_on):
-                        attempt += 1
-                        time.sleep(policy.backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
-                        continue
-                    tb = "".join(traceback.format_exception(e))
-                    if remote:
-                        e = _picklable(e)
-                    if not policy.skip:
-                        return out, perf_counter() - t0, (pos, e, tb)
-                    out.append(FAILED)
-                    failures.append((pos, e, tb, attempt))
-                    break
+                except Exception as again:
+                    e = again
             retried += attempt
+            if len(out) == pos:  # failed for good
+                tb = "".join(traceback.format_exception(e))
+                if remote:
+                    e = _picklable(e)
+                if not policy.skip:
+                    return out, perf_counter() - t0, (pos, e, tb)
+                out.append(FAILED)
+                failures.append((pos, e, tb, attempt))
+            pos += 1
         return out, perf_counter() - t0, Skipped(failures, retried) if failures or retried else None
 
 
