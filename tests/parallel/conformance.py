@@ -21,9 +21,9 @@ something happen; waits have limits so a bug fails instead of hanging.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
-import multiprocessing
 import os
 import random
 import threading
@@ -122,10 +122,23 @@ def in_process(kw) -> bool:
 
 
 # ---------------------------------------------------------------------- helpers
+def _live_children() -> int:
+    """Child processes still running, counted without reaping any: a cluster's own
+    process manager (Dask's nanny) must see its workers' exits itself, and
+    ``multiprocessing.active_children()`` would collect them first."""
+    import psutil
+
+    n = 0
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            n += child.status() != psutil.STATUS_ZOMBIE
+    return n
+
+
 def _baseline():
     gc.collect()  # earlier tests' garbage may still hold descriptors
     fds = len(os.listdir("/proc/self/fd"))
-    return len(multiprocessing.active_children()), threading.active_count(), fds
+    return _live_children(), threading.active_count(), fds
 
 
 def _same(now, before, fds=True):

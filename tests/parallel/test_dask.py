@@ -58,8 +58,8 @@ def _close_cluster():
     global _client
     if _client is not None:
         cluster = _client.cluster
-        _client.close()
-        cluster.close()
+        _client.close(timeout=10)
+        cluster.close(timeout=30)  # bounded: a stuck close fails here, it does not hang
         _client = None
 
 
