@@ -51,12 +51,14 @@ def no_leaks():
     while True:  # no gc.collect(): nothing may wait for the garbage collector
         now = (_fds(), threading.active_count())
         children = multiprocessing.active_children()
-        if (now == before and not children) or time.monotonic() > deadline:
+        # fewer is no leak: what an earlier test left may finish closing meanwhile
+        done = now[0] <= before[0] and now[1] <= before[1]
+        if (done and not children) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert not children, f"worker processes left running: {children}"
-    assert now[1] == before[1], f"threads left running: {threading.enumerate()}"
-    assert now[0] == before[0], f"file descriptors leaked: {before[0]} -> {now[0]}"
+    assert now[1] <= before[1], f"threads left running: {threading.enumerate()}"
+    assert now[0] <= before[0], f"file descriptors leaked: {before[0]} -> {now[0]}"
 
 
 def backend(**kw) -> ProcessBackend:
