@@ -172,6 +172,35 @@ def test_array_likes_are_stored_as_numpy() -> None:
     _same_array(np.arange(3, dtype=np.int32), out)
 
 
+def test_transposed_views_are_written_as_they_lie_in_memory() -> None:
+    """An image with its channel axis moved (a permuted view) is stored without the
+    strided copy: its bytes are the base array's, and it comes back the same view."""
+    from docmill.io._docpack import EXT_AXES
+
+    base = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    a = np.moveaxis(base, -1, 1)  # neither C nor Fortran order
+    pieces, _ = encode_payload([Document(tensor=a)])
+    views = [p for p in pieces if isinstance(p, memoryview)]
+    assert len(views) == 1 and np.shares_memory(np.asarray(views[0]), base)
+    head = b"".join(bytes(p) for p in pieces if not isinstance(p, memoryview))
+    meta = msgpack.unpackb(head[4 : 4 + int.from_bytes(head[:4], "little")])
+    assert meta[0]["tensor"].code == EXT_AXES
+    out = _round_trip([Document(tensor=a)])[0].tensor
+    _same_array(a, out)
+    assert out.strides == a.strides
+
+
+@pytest.mark.parametrize("axes", [[0, 0, 1], [0, 1], [0, 1, 3], "012", [0, 1, 2.0]], ids=repr)
+def test_decode_rejects_axes_that_are_not_a_permutation(axes) -> None:
+    meta = msgpack.packb(
+        [{"id": "x", "tensor": msgpack.ExtType(5, msgpack.packb(["<f4", [1, 2, 2], axes, 0, 16]))}]
+    )
+    payload = bytearray(len(meta).to_bytes(4, "little") + meta)
+    payload += bytes(-len(payload) % 32 + 32)
+    with pytest.raises(FormatError, match="not a permutation"):
+        decode_payload(payload, 1)
+
+
 def test_decode_rejects_out_of_range_buffers() -> None:
     import msgpack
 

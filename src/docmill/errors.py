@@ -7,6 +7,7 @@ something wrong" are different classes::
      ├── WorkerCrashed (RuntimeError) a worker process died (exit, signal, OOM kill)
      ├── StartTimeout (TimeoutError)  a worker did not finish starting within init_timeout
      ├── FormatError (ValueError)     bytes that are not a valid docmill/legacy file
+     ├── CheckpointMismatch (ValueError) a checkpoint written by another function or input
      └── MissingExtra (ImportError)   an optional engine is not installed
 
 A failure inside a user's function is *not* wrapped: it is re-raised as its
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "CheckpointMismatch",
     "DocmillError",
     "FormatError",
     "MissingExtra",
@@ -62,6 +64,11 @@ class StartTimeout(DocmillError, TimeoutError):
 
 class FormatError(DocmillError, ValueError):
     """Bytes that do not form a valid file: names the offset or value and what was expected."""
+
+
+class CheckpointMismatch(DocmillError, ValueError):
+    """A ``checkpoint=`` file was written by another function (or version of it) or
+    for another input; delete it, or pass ``checkpoint_check=False`` to resume anyway."""
 
 
 class MissingExtra(DocmillError, ImportError):

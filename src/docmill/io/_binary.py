@@ -203,13 +203,84 @@ class BinaryWriter:
 
 
 def save_binary_stream(
-    docs: Iterable[Document], file: Any, protocol: str | None = None, compress: str | None = None
+    docs: Iterable[Document],
+    file: Any,
+    protocol: str | None = None,
+    compress: str | None = None,
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: float = 5.0,
+    checkpoint_check: bool = True,
 ) -> int:
     """Write an iterable of Documents (e.g. a ``map`` result) to ``file`` without collecting
-    it; returns how many were written. Atomic for paths and URLs."""
-    with BinaryWriter(file, protocol=protocol, compress=compress) as w:
-        w.write_all(docs)
-        return w.count
+    it; returns how many were written. Atomic for paths and URLs.
+
+    ``checkpoint``: a path or fsspec URL where the Documents are also recorded as they
+    come (fsynced every ``checkpoint_every`` seconds), so that a run killed half way
+    can start again: called again with the same arguments, it writes the recorded
+    Documents first and takes only the rest from ``docs``. A docmill ``map`` passed
+    as ``docs`` leaves out those inputs without running its function; any other
+    iterable has its first items read and checked against the records by id
+    (``checkpoint_check=False``: not checked). The checkpoint is deleted once
+    ``file`` is in place.
+    """
+    if checkpoint is None:
+        with BinaryWriter(file, protocol=protocol, compress=compress) as w:
+            w.write_all(docs)
+            return w.count
+    from docmill._checks import check_seconds
+    from docmill.io._checkpoint import Checkpoint, fingerprint
+
+    if not isinstance(checkpoint, str | os.PathLike):
+        raise TypeError(f"checkpoint must be a path or fsspec URL, got {type(checkpoint).__name__}")
+    every = check_seconds("checkpoint_every", checkpoint_every)
+    if not isinstance(checkpoint_check, bool):
+        raise TypeError(f"checkpoint_check must be True or False, got {checkpoint_check!r}")
+    ck = Checkpoint(checkpoint, fingerprint(save_binary_stream), every, checkpoint_check)
+    ck.load()
+    restored = [doc for _, doc in ck.restored()]
+    rest = _after(docs, ck) if restored else iter(docs)
+    ck.open()
+
+    def recorded() -> Iterator[Document]:
+        yield from restored
+        for i, d in enumerate(rest, len(restored)):
+            if not isinstance(d, Document):
+                raise TypeError(f"item {i} of docs is a {type(d).__name__}, not a Document")
+            ck.add(i, d, d)
+            ck.written(full=False)  # (fsyncs when due)
+            yield d
+
+    finished = False
+    try:
+        with BinaryWriter(file, protocol=protocol, compress=compress) as w:
+            w.write_all(recorded())
+            count = w.count
+        finished = True
+    finally:
+        ck.close(finished)
+    ck.remove()
+    return count
+
+
+def _after(docs: Iterable[Document], ck: Any) -> Iterator[Document]:
+    """``docs`` without the items whose Documents ``ck`` holds."""
+    from docmill.errors import CheckpointMismatch
+
+    n = len(ck.done)
+    skip = getattr(docs, "skip_input", None)
+    if callable(skip) and skip(n):  # a lazy map: those inputs are never computed
+        return iter(docs)
+    it = iter(docs)
+    for i in range(n):
+        item = next(it, None)
+        if item is None:
+            raise CheckpointMismatch(
+                f"checkpoint {ck.path!r} holds {n} Documents but docs has only {i}: it was "
+                f"written for another input"
+            )
+        ck.verify(i, item)
+    return it
 
 
 def save_binary(

@@ -20,6 +20,10 @@ code  type        ext data (msgpack)
 2     tuple       msgpack array of the items (so tuples stay tuples)
 3     big int     decimal text of an int outside the 64-bit range
 4     bytes       ``[offset, nbytes]`` in the buffer area (blobs > 4 KiB)
+5     ndarray     ``[descr, shape, axes, offset, nbytes]``: an array whose
+                  memory is a permutation of its axes (a transposed view such
+                  as ``moveaxis(img, -1, 0)``), stored as it lies in memory:
+                  the bytes are ``a.transpose(axes)`` in C order
 ====  ==========  =====================================================
 
 Decoding is zero-copy for arrays: ``np.frombuffer`` over the (writable)
@@ -51,7 +55,7 @@ __all__ = ["ALIGN", "MAX_DEPTH", "check_depth", "decode_payload", "encode_payloa
 
 ALIGN = 32
 _INLINE_BYTES = 4096  # blobs up to this size stay inside the msgpack metadata
-EXT_NDARRAY, EXT_TUPLE, EXT_BIGINT, EXT_BYTES = 1, 2, 3, 4
+EXT_NDARRAY, EXT_TUPLE, EXT_BIGINT, EXT_BYTES, EXT_AXES = 1, 2, 3, 4, 5
 
 _ZEROS = bytes(ALIGN)
 _U32 = struct.Struct("<I")
@@ -111,14 +115,23 @@ class _Builder:
                 f"ndarray of dtype {dt} holds Python objects, which the 'docmill' protocol "
                 "stores only as raw memory; convert it (e.g. .astype(str)) or use protocol='pickle'"
             )
-        fortran = not a.flags.c_contiguous and a.flags.f_contiguous
-        data = a.T if fortran else np.ascontiguousarray(a)
+        code, order, data = EXT_NDARRAY, False, a
+        if not a.flags.c_contiguous:
+            if a.flags.f_contiguous:
+                order, data = True, a.T
+            else:  # a transposed view is written as it lies (no strided copy)
+                axes = sorted(range(a.ndim), key=lambda i: -a.strides[i])
+                data = a.transpose(axes)
+                if data.flags.c_contiguous:
+                    code, order = EXT_AXES, axes
+                else:
+                    data = np.ascontiguousarray(a)
         offset = 0
         if a.nbytes:
             offset = self._add(memoryview(data.reshape(-1).view(np.uint8)), a.nbytes)
         descr = dt.str if dt.fields is None else npformat.dtype_to_descr(dt)
-        meta = [descr, list(a.shape), fortran, offset, a.nbytes]
-        return msgpack.ExtType(EXT_NDARRAY, msgpack.packb(meta))
+        meta = [descr, list(a.shape), order, offset, a.nbytes]
+        return msgpack.ExtType(code, msgpack.packb(meta))
 
     def _default(self, obj: Any) -> Any:
         # strict_types=True sends every non-exact builtin here, so tuples keep their type
@@ -238,8 +251,8 @@ def decode_payload(payload: bytearray | memoryview, count: int) -> list[Document
     depth = [0]  # tuples being unpacked inside each other (each one a nested unpackb)
 
     def ext_hook(code: int, data: bytes) -> Any:
-        if code == EXT_NDARRAY:
-            return _array_from(msgpack.unpackb(data), area)
+        if code in (EXT_NDARRAY, EXT_AXES):
+            return _array_from(msgpack.unpackb(data), area, code == EXT_AXES)
         if code == EXT_TUPLE:
             if depth[0] >= MAX_DEPTH:
                 raise FormatError(f"tuples nested more than {MAX_DEPTH} deep")
@@ -299,8 +312,8 @@ def _descr(x: Any) -> Any:
     return out
 
 
-def _array_from(meta: Any, area: memoryview) -> np.ndarray:
-    descr, shape, fortran, offset, nbytes = meta
+def _array_from(meta: Any, area: memoryview, permuted: bool = False) -> np.ndarray:
+    descr, shape, order, offset, nbytes = meta
     dtype = np.dtype(descr) if isinstance(descr, str) else npformat.descr_to_dtype(_descr(descr))
     if dtype.hasobject:
         raise FormatError(f"ndarray dtype {dtype} holds Python objects")
@@ -308,11 +321,19 @@ def _array_from(meta: Any, area: memoryview) -> np.ndarray:
     count = math.prod(shape)
     if any(not isinstance(s, int) or s < 0 for s in shape) or nbytes != count * dtype.itemsize:
         raise FormatError(f"ndarray of shape {shape} and dtype {dtype} cannot hold {nbytes} bytes")
+    if permuted and (
+        not isinstance(order, list)
+        or not all(type(i) is int for i in order)
+        or sorted(order) != list(range(len(shape)))
+    ):
+        raise FormatError(f"ndarray axes {order!r} are not a permutation of {len(shape)} axes")
     _check_range(offset, nbytes, len(area))
     if nbytes == 0:
         return np.empty(shape, dtype)
     a = np.frombuffer(area, dtype, count, offset)
-    return a.reshape(shape[::-1]).T if fortran else a.reshape(shape)
+    if permuted:
+        return a.reshape([shape[i] for i in order]).transpose(np.argsort(order))
+    return a.reshape(shape[::-1]).T if order else a.reshape(shape)
 
 
 def _doc_from(m: Any, depth: int = 1) -> Document:

@@ -110,20 +110,35 @@ def stream(
     :class:`Report`) holds the failures ``on_error='skip'`` skipped and the counts.
     """
     report = options.report if options.report is not None else Report()
-    gen = _stream(func, it, options, total, unit, describe, auto_chunks, flat, sizeof, report)
-    return Run(gen, report)
+    skip = [0]  # shared with the Run (the generator must not hold the Run: no cycle)
+    gen = _stream(func, it, options, total, unit, describe, auto_chunks, flat, sizeof, report,
+                  skip)  # fmt: skip
+    return Run(gen, report, skip, options.checkpoint is None)
 
 
 class Run(Iterator[Any]):
     """The lazy results of a map, and its :class:`Report` (``.report``)."""
 
-    __slots__ = ("_gen", "report")
+    __slots__ = ("_can_skip", "_gen", "_skip", "report")
 
-    def __init__(self, gen: Iterator[Any], report: Report) -> None:
+    def __init__(self, gen: Iterator[Any], report: Report, skip: list, can_skip: bool) -> None:
         self._gen, self.report = gen, report
+        self._skip = skip
+        self._can_skip = can_skip
 
     def __next__(self) -> Any:
+        self._can_skip = False
         return next(self._gen)
+
+    def skip_input(self, n: int) -> bool:
+        """Before the first result: leave out the first ``n`` inputs without running
+        ``func`` on them (their results are known elsewhere, e.g. in a
+        ``save_binary_stream`` checkpoint). False when that is no longer possible (the
+        run has started, or has its own checkpoint): consume ``n`` results instead."""
+        if not self._can_skip:
+            return False
+        self._skip[0] = n
+        return True
 
     def close(self) -> None:
         self._gen.close()  # type: ignore[attr-defined]
@@ -140,7 +155,13 @@ def _stream(
     flat: bool,
     sizeof: Callable[[Any], int] | None,
     report: Report,
+    skip: list,
 ) -> Iterator[Any]:
+    first = None
+    if skip[0]:  # done elsewhere: skip them unseen, and count positions from there
+        first = sum(1 for _ in islice(it, skip[0]))
+        if total is not None:
+            total -= first
     if total is not None and options.num_workers > max(1, total):  # type: ignore[operator]
         options = options.replace(num_workers=max(1, total))
     policy = None
@@ -148,12 +169,13 @@ def _stream(
         policy = Policy(
             options.on_error == "skip", options.retries, options.retry_on, options.retry_backoff
         )
-    ckpt = first = None
+    ckpt = None
     if options.checkpoint is not None:
-        from docmill.parallel._checkpoint import Checkpoint, CheckpointMismatch
+        from docmill.errors import CheckpointMismatch
+        from docmill.io._checkpoint import Checkpoint, fingerprint
 
-        ckpt = Checkpoint(options.checkpoint, func, options.checkpoint_every,
-                          options.checkpoint_check)  # fmt: skip
+        ckpt = Checkpoint(options.checkpoint, fingerprint(func), options.checkpoint_every,
+                          options.checkpoint_check, skipped=FAILED)  # fmt: skip
         ckpt.load()
         for i, result in ckpt.restored():  # done by an earlier run: read back, in order
             item = next(it, _END)
@@ -173,7 +195,7 @@ def _stream(
             else:
                 yield i, [item], [result]
         first = len(ckpt.done)
-        ckpt.open()
+        ckpt.open(background=not flat)  # flat: results reach the caller at once
     backend = make_backend(options)
     bar = _progress_bar(total, unit) if options.show_progress else None
     finished = False
@@ -323,6 +345,8 @@ def _run(
         if ckpt is not None:  # (skipped items too, as such: the file stays positional)
             for j, out in enumerate(outs):
                 ckpt.add(start + j, chunk[j], out)
+            # results the caller gets at once are written before it can change them
+            ckpt.written(full=flat)
         if isinstance(err, Skipped):
             _record(report, err, start, chunk, backend.name, describe)
             report.done += len(outs) - len(err.failures)
@@ -377,9 +401,11 @@ def _wait(pending: dict[int, tuple[Future, list]], wake: threading.Event, ordere
 
 
 def _rerunnable(e: BaseException) -> bool:
-    """A chunk's task failed for one of its items, not for time or cancellation."""
-    return not isinstance(
-        e, _AtItem | TimeoutError | CancelledError | KeyboardInterrupt | StartTimeout
+    """A chunk's task failed for one of its items, not for time or cancellation. A
+    ``BaseException`` that is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``,
+    a custom one) raised by ``func`` in this process stops the run as it is."""
+    return isinstance(e, Exception) and not isinstance(
+        e, _AtItem | TimeoutError | CancelledError | StartTimeout
     )
 
 

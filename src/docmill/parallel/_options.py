@@ -37,8 +37,9 @@ Generic fields (resolved values after validation):
                             one of ``retry_on`` (exception types; needed)
 ``retry_backoff``           seconds before the first retry, doubling (jitter)
 ``report``                  a :class:`Report` to fill (for ``apply``)
-``checkpoint``              a path: results are appended there as they complete
-                            and a rerun resumes after them (see ``_checkpoint``)
+``checkpoint``              a path or fsspec URL: results are appended there as they
+                            complete and a rerun resumes after them
+                            (see ``docmill.io._checkpoint``)
 ``checkpoint_every``        seconds between flushes (at most this much is redone)
 ``checkpoint_check``        False: resume even if the function or input changed
 ==========================  ==================================================
@@ -188,7 +189,9 @@ class Options:
 
         if self.checkpoint is not None:
             if not isinstance(self.checkpoint, str | os.PathLike):
-                raise TypeError(f"checkpoint must be a path, got {type(self.checkpoint).__name__}")
+                raise TypeError(
+                    f"checkpoint must be a path or fsspec URL, got {type(self.checkpoint).__name__}"
+                )
             if not self.ordered:
                 raise ValueError("checkpoint= needs ordered=True (results are kept in input order)")
         set_(self, "checkpoint_every", check_seconds("checkpoint_every", self.checkpoint_every))

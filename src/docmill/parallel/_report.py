@@ -25,9 +25,18 @@ class Failure:
     id: str | None
     type: str
     message: str
-    traceback: str
+    _traceback: Any = field(compare=False, repr=False)  # str, or formatted on first read
     retries: int
     exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def traceback(self) -> str:
+        """The worker's traceback, as text."""
+        tb = self._traceback
+        if not isinstance(tb, str):
+            tb = str(tb)
+            object.__setattr__(self, "_traceback", tb)
+        return tb
 
 
 class TooManyFailures(DocmillError):

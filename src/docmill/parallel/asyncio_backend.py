@@ -9,6 +9,9 @@ Everything else is the streaming core's: the window bound, order, errors naming 
 item, ``timeout`` (a chunk past it is cancelled), ``on_error`` and ``retries``.
 Breaking out of the loop, or Ctrl-C, cancels the pending coroutines and ends the
 loop's thread.
+
+A plain (synchronous) function named with ``backend='asyncio'`` would block the
+loop: it runs on ``concurrency`` threads instead, as on the thread backend.
 """
 
 from __future__ import annotations
@@ -62,10 +65,19 @@ class AsyncioBackend(Backend):
         self._tasks: set[asyncio.Task] = set()
         self._gate: asyncio.Semaphore | None = None
         self._runner: Any = None
+        self._options = options
+        self._sync: Backend | None = None  # the threads a synchronous func runs on
         self._closed = False
 
     def start(self, fn: Callable[[Any], Any]) -> None:
         self._runner = fn  # the core's ChunkRunner: its func and policy are used here
+        func = getattr(fn, "func", fn)
+        if not inspect.iscoroutinefunction(getattr(func, "func", func)):  # (apply's wrapper)
+            from docmill.parallel.thread import ThreadBackend
+
+            self._sync = ThreadBackend(self._options)
+            self._sync.start(fn)
+            return
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="docmill-asyncio-loop", daemon=True
         )
@@ -78,6 +90,8 @@ class AsyncioBackend(Backend):
     def submit(self, task: Any, timeout: float | None = None) -> Future:
         if self._closed:
             raise RuntimeError("AsyncioBackend.submit() after shutdown()")
+        if self._sync is not None:
+            return self._sync.submit(task, timeout)
         outer: Future = Future()
         outer.set_running_or_notify_cancel()
 
@@ -93,6 +107,8 @@ class AsyncioBackend(Backend):
         if self._closed:
             return
         self._closed = True
+        if self._sync is not None:
+            self._sync.shutdown(cancel)
         if self._thread is None:
             self._loop.close()
             return

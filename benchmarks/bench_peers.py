@@ -1,0 +1,304 @@
+"""docmill side by side with what a user would pick instead, on the workloads where
+engines differ most (issue 14). One command, every peer that is installed::
+
+    python benchmarks/bench_peers.py                 # everything (~5 minutes)
+    python benchmarks/bench_peers.py --only ints,results --rounds 3
+
+Workloads (2 worker processes everywhere, the same kernel for every engine):
+
+- ``ints``: 200,000 ints through identity. The cost is the engine's own, per item.
+- ``docs``: 200,000 tiny Documents (an id and a short text) through identity.
+- ``results``: arrays made in the worker and returned: 64 KiB, 1 MiB and 16 MiB
+  (1 GiB in all at each size); the consumer reads one byte of each. The physical
+  reference is a same-run ``memcpy`` of the same bytes.
+- ``scaling``: docmill and ``Pool.imap`` at 1k, 10k, 100k and 1M ints (items/s).
+
+Each measurement runs in a fresh Python process (no engine inherits warm memory
+from another), rounds interleave the contenders, and the best of ``--rounds`` is
+kept. Times include starting the workers: docmill starts its own per map, so each
+peer's pool is created inside the timed part too. Peers: multiprocessing.Pool
+(``imap`` at several chunksizes: the best is reported), ProcessPoolExecutor,
+mpire, joblib, torch DataLoader, HF datasets ``map(num_proc=2)``; each is skipped
+when not installed (``pip install 'docmill[bench]'`` gives the light ones; torch and
+datasets are used when present).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from _common import machine_line
+
+WORKERS = 2
+SIZES = {"64KiB": 64 << 10, "1MiB": 1 << 20, "16MiB": 16 << 20}
+TOTAL_BYTES = 1 << 30
+
+
+# ---------------------------------------------------------------------- kernels
+def identity(x: Any) -> Any:
+    return x
+
+
+class Make:
+    """The results workload's kernel: an array of ``nbytes`` made in the worker."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+
+    def __call__(self, i: int) -> np.ndarray:
+        return np.full(self.nbytes, i & 0xFF, np.uint8)
+
+
+def _inputs(workload: str, n: int) -> list:
+    if workload == "docs":
+        from docmill import Document
+
+        return [Document(id=f"{i:08d}", text="a tiny document") for i in range(n)]
+    return list(range(n))
+
+
+def _consume(it: Any, workload: str) -> int:
+    if workload == "results":
+        return sum(int(a[0]) for a in it)  # touch each result once
+    n = 0
+    for _ in it:
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------- contenders
+def c_loop(data: list, fn: Callable, workload: str, arg: Any) -> int:
+    return _consume(map(fn, data), workload)
+
+
+def c_docmill(data: list, fn: Callable, workload: str, arg: Any) -> int:
+    from docmill import parallel
+
+    kw = {} if arg is None else {"chunksize": arg}
+    return _consume(parallel.map(fn, data, backend="process", num_worker=WORKERS, **kw), workload)
+
+
+def c_pool(data: list, fn: Callable, workload: str, arg: Any) -> int:
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(WORKERS) as pool:
+        return _consume(pool.imap(fn, data, chunksize=arg), workload)
+
+
+def c_futures(data: list, fn: Callable, workload: str, arg: Any) -> int:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(WORKERS, mp_context=ctx) as pool:
+        return _consume(pool.map(fn, data, chunksize=arg), workload)
+
+
+def c_mpire(data: list, fn: Callable, workload: str, arg: Any) -> int:
+    from mpire import WorkerPool
+
+    with WorkerPool(WORKERS, start_method="fork") as pool:
+        return _consume(pool.imap(fn, data, chunk_size=arg), workload)
+
+
+def c_joblib(data: list, fn: Callable, workload: str, arg: Any) -> int:
+    from joblib import Parallel, delayed
+
+    par = Parallel(n_jobs=WORKERS, return_as="generator", batch_size="auto")
+    return _consume(par(delayed(fn)(x) for x in data), workload)
+
+
+def c_torch(data: list, fn: Callable, workload: str, arg: Any) -> int:
+    from torch.utils.data import DataLoader, Dataset
+
+    class Mapped(Dataset):
+        def __len__(self) -> int:
+            return len(data)
+
+        def __getitem__(self, i: int) -> Any:
+            return fn(data[i])
+
+    if arg is None:  # one item per task: results are big
+        loader = DataLoader(Mapped(), batch_size=None, num_workers=WORKERS)
+        return _consume(iter(loader), workload)
+    loader = DataLoader(Mapped(), batch_size=arg, num_workers=WORKERS, collate_fn=list)
+    return _consume((x for batch in loader for x in batch), workload)
+
+
+def c_datasets(data: list, fn: Callable, workload: str, arg: Any) -> int:
+    import datasets
+
+    datasets.disable_progress_bars()
+    ds = datasets.Dataset.from_dict({"x": data})
+    out = ds.map(lambda row: {"x": fn(row["x"])}, num_proc=WORKERS)
+    return _consume(out["x"], workload)
+
+
+CONTENDERS: dict[str, tuple[Callable, str | None]] = {
+    "plain loop": (c_loop, None),
+    "docmill process": (c_docmill, None),
+    "Pool.imap": (c_pool, None),
+    "ProcessPoolExecutor": (c_futures, None),
+    "mpire": (c_mpire, "mpire"),
+    "joblib (loky)": (c_joblib, "joblib"),
+    "torch DataLoader": (c_torch, "torch"),
+    "HF datasets": (c_datasets, "datasets"),
+}
+
+
+def _installed(module: str | None) -> bool:
+    if module is None:
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+# ---------------------------------------------------------------------- one run, in a child
+def child(spec: dict) -> None:
+    workload, n, name, arg = spec["workload"], spec["n"], spec["name"], spec["arg"]
+    fn = Make(spec["nbytes"]) if workload == "results" else identity
+    data = _inputs(workload, n)
+    run = CONTENDERS[name][0]
+    if name == "memcpy":  # the physical reference: the same bytes, copied once
+        src = np.ones(spec["nbytes"], np.uint8)
+        dst = np.empty_like(src)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            np.copyto(dst, src)
+        seconds = time.perf_counter() - t0
+    else:
+        t0 = time.perf_counter()
+        got = run(data, fn, workload, arg)
+        seconds = time.perf_counter() - t0
+        expect = n if workload != "results" else sum(i & 0xFF for i in range(n))
+        if got != expect:
+            raise SystemExit(f"{name}: got {got}, expected {expect}")
+    print(json.dumps({"seconds": seconds}))
+
+
+def measure(spec: dict) -> float | None:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    if out.returncode != 0:
+        print(f"    ({spec['name']} {spec['arg']}: failed: {out.stderr.strip()[-300:]})")
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+
+
+CONTENDERS["memcpy"] = (c_loop, None)  # (run specially in child())
+
+
+def best_of(specs: list[dict], rounds: int) -> dict[str, float]:
+    """Every spec ``rounds`` times, interleaved; the best time of each."""
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for spec in specs:
+            s = measure(spec)
+            if s is not None:
+                key = spec["label"]
+                best[key] = min(best.get(key, s), s)
+    return best
+
+
+def _spec(workload: str, n: int, name: str, arg: Any = None, label: str = "", nbytes: int = 0):
+    return {"workload": workload, "n": n, "name": name, "arg": arg, "nbytes": nbytes,
+            "label": label or name}  # fmt: skip
+
+
+def table(title: str, best: dict[str, float], n: int, ref: str, unit: str = "items/s") -> None:
+    print(f"\n{title}")
+    print(f"  {'contender':34s} {'seconds':>8s} {unit:>12s}   vs {ref}")
+    base = best.get(ref)
+    for label, s in sorted(best.items(), key=lambda kv: kv[1]):
+        rate = n / s if unit == "items/s" else n / s / 2**30
+        ratio = f"{base / s:.2f}x" if base else "-"
+        print(f"  {label:34s} {s:8.3f} {rate:12,.1f}   {ratio}")
+
+
+def tiny(workload: str, n: int, rounds: int) -> None:
+    specs = [_spec(workload, n, "plain loop"), _spec(workload, n, "docmill process")]
+    for cs in (n // 8, n // 64, 1000):
+        specs.append(_spec(workload, n, "Pool.imap", cs, f"Pool.imap chunksize={cs}"))
+    specs.append(_spec(workload, n, "ProcessPoolExecutor", n // 8,
+                       f"ProcessPoolExecutor chunksize={n // 8}"))  # fmt: skip
+    for name, (_, module) in CONTENDERS.items():
+        if module is not None and _installed(module):
+            if name == "torch DataLoader":
+                specs.append(_spec(workload, n, name, 1000, "torch DataLoader batch 1000"))
+            elif name == "HF datasets" and workload == "docs":
+                continue  # a Dataset holds columns, not Documents
+            else:
+                specs.append(_spec(workload, n, name))
+    best = best_of(specs, rounds)
+    pools = {k: v for k, v in best.items() if k.startswith("Pool.imap")}
+    if pools:
+        fastest = min(pools, key=pools.get)
+        best[f"best Pool.imap ({fastest.split()[-1]})"] = best[fastest]
+    what = "ints" if workload == "ints" else "tiny Documents"
+    table(f"{what}: {n:,} through identity on {WORKERS} processes", best, n, "docmill process")
+
+
+def results(rounds: int) -> None:
+    for size_name, nbytes in SIZES.items():
+        n = TOTAL_BYTES // nbytes
+        specs = [_spec("results", n, "memcpy", label="memcpy (same bytes)", nbytes=nbytes),
+                 _spec("results", n, "docmill process", label="docmill auto", nbytes=nbytes)]  # fmt: skip
+        for cs in (1, 4, 16):
+            specs.append(_spec("results", n, "docmill process", cs, f"docmill chunksize={cs}",
+                               nbytes))  # fmt: skip
+        specs.append(_spec("results", n, "Pool.imap", 1, "Pool.imap chunksize=1", nbytes))
+        if _installed("torch"):
+            specs.append(_spec("results", n, "torch DataLoader", None, "torch DataLoader", nbytes))
+        best = best_of(specs, rounds)
+        table(f"results of {size_name} made in the worker: {n:,} of them (1 GiB), "
+              f"{WORKERS} processes", best, TOTAL_BYTES, "docmill auto", "GiB/s")  # fmt: skip
+
+
+def scaling(rounds: int) -> None:
+    print(f"\nscaling: ints through identity on {WORKERS} processes (items/s, best of {rounds})")
+    print(f"  {'items':>10s} {'docmill':>12s} {'Pool.imap n/8':>14s} {'ratio':>7s}")
+    for n in (1_000, 10_000, 100_000, 1_000_000):
+        best = best_of([_spec("ints", n, "docmill process"),
+                        _spec("ints", n, "Pool.imap", max(1, n // 8))], rounds)  # fmt: skip
+        d, p = best.get("docmill process"), best.get("Pool.imap")
+        if d and p:
+            print(f"  {n:>10,} {n / d:>12,.0f} {n / p:>14,.0f} {p / d:>6.2f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default="ints,docs,results,scaling")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("-n", type=int, default=200_000, help="items of the ints/docs workloads")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return
+    print(machine_line())
+    only = args.only.split(",")
+    if "ints" in only:
+        tiny("ints", args.n, args.rounds)
+    if "docs" in only:
+        tiny("docs", args.n, args.rounds)
+    if "results" in only:
+        results(args.rounds)
+    if "scaling" in only:
+        scaling(args.rounds)
+
+
+if __name__ == "__main__":
+    main()
