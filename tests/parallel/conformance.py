@@ -721,3 +721,33 @@ def test_with_skip_a_worker_crash_is_retried_once_then_recorded(kw):
     assert out == [x for x in range(12) if x != 5]
     (failure,) = it.report.failures
     assert failure.index == 5 and failure.type == "WorkerCrashed"
+
+
+# ---------------------------------------------------------------------- resuming from a checkpoint
+def _log_then_square(log_dir, stop_at, x):
+    """Logs each call (a file per item: any worker, any process), and fails the whole
+    run at ``stop_at`` the way a crash of the caller would end it."""
+    open(os.path.join(log_dir, str(x)), "w").close()
+    if x == stop_at:
+        raise _Crash(f"crashed at {x}")
+    return x * x
+
+
+class _Crash(Exception):
+    """The run's end, half way (not skipped: on_error is 'raise')."""
+
+
+def test_a_run_resumes_from_its_checkpoint_computing_only_the_rest(kw, tmp_path):
+    path, log = tmp_path / "run.docmill", tmp_path / "calls"
+    log.mkdir()
+    with pytest.raises(_Crash):
+        list(parallel.map(partial(_log_then_square, str(log), 60), range(100),
+                          **opts(kw, checkpoint=path, checkpoint_every=1e-3)))  # fmt: skip
+    for f in log.iterdir():
+        f.unlink()
+    out = list(parallel.map(partial(_log_then_square, str(log), -1), range(100),
+                            **opts(kw, checkpoint=path)))  # fmt: skip
+    assert out == [x * x for x in range(100)]
+    again = sorted(int(f.name) for f in log.iterdir())
+    assert again and again[-1] == 99 and len(again) < 100  # the saved ones were not run
+    assert set(range(again[0])).isdisjoint(again)
