@@ -14,6 +14,7 @@ import functools
 import mimetypes
 import operator
 import uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,6 +68,17 @@ exec(  # builds `self.a, self.b, ... = state`, several times faster than a setat
     _ns,
 )
 _set_slots = _ns["_set_slots"]
+exec(  # from_state for many at once: the slot stores inlined in the loop, no call per Document
+    "def from_states(states, cls, new=object.__new__):\n"
+    "    out = []\n"
+    "    append = out.append\n"
+    "    for state in states:\n"
+    "        self = new(cls)\n"
+    "        " + ", ".join("self." + s for s in _SLOTS) + " = state\n"
+    "        append(self)\n"
+    "    return out\n",
+    _ns,
+)
 
 
 # ---------------------------------------------------------------------- the state protocol
@@ -90,6 +102,11 @@ def from_state(state: tuple) -> Document:
 def set_state(d: Document, state: tuple) -> None:
     """Replace every field of ``d`` with ``state`` (keeps ``d``'s identity)."""
     _set_slots(d, state)
+
+
+def from_states(states: Iterable[tuple]) -> list[Document]:
+    """``[from_state(s) for s in states]``, several times cheaper per Document."""
+    return _ns["from_states"](states, Document)
 
 
 _rebuild = from_state  # the name pickles written by docmill 0.1 refer to

@@ -419,7 +419,9 @@ def describe(d: Document) -> tuple:
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_map_round_trip_through_processes(method):
     da = docs(12)
-    out = list(parallel.map(describe, da, backend="process", num_worker=2, start_method=method))
+    # a generator: its items travel (a list's are inherited by forked workers, below)
+    it = parallel.map(describe, iter(da), backend="process", num_worker=2, start_method=method)
+    out = list(it)
     assert all(w and z for w, z, _ in out)  # writable, zero-copy views in the workers
     for (_, _, d), src in zip(out, da, strict=True):
         assert d.id == src.id
@@ -570,3 +572,23 @@ def test_kept_results_hold_no_file_descriptor():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout) < 64
+
+
+def _where(d: Document) -> tuple:
+    return on_mmap(d.tensor), int(d.tensor.sum()), d.id
+
+
+@pytest.mark.parametrize("as_list", [True, False])
+def test_forked_workers_read_a_list_from_their_own_memory(as_list):
+    """Items of a list (or DocumentArray) are not sent to forked workers: a task names
+    index ranges, and each worker reads the items from the memory it inherited."""
+    da = DocumentArray(Document(id=f"d{i}", tensor=np.full(32 * KB, i)) for i in range(40))
+    src = list(da) if as_list else da
+    out = list(parallel.map(_where, src, backend="process", num_worker=2, start_method="fork"))
+    assert [(s, i) for _, s, i in out] == [(32 * KB * k, f"d{k}") for k in range(40)]
+    assert not any(mm for mm, _, _ in out)  # inherited, not copied into shared memory
+    out = list(parallel.map(_where, iter(da), backend="process", num_worker=2))
+    assert all(mm for mm, _, _ in out)  # a generator's items travel
+    from docmill.parallel._shm_codec import INHERITED
+
+    assert INHERITED == {}  # forgotten once the map ended

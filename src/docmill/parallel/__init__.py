@@ -91,7 +91,8 @@ def map(
     type, naming the item's index and id. See the module docstring for the options.
     """
     opts = _options("map", func, backend, num_worker, show_progress, pool, options)
-    return stream(func, _iter("map", iterable), opts, total=_len(iterable), sizeof=item_nbytes)
+    return stream(func, _iter("map", iterable), opts, total=_len(iterable), sizeof=item_nbytes,
+                  source=_source(iterable))  # fmt: skip
 
 
 def map_batch(
@@ -249,6 +250,15 @@ def _iter(caller: str, iterable: Any) -> Iterator[Any]:
         raise TypeError(
             f"{caller}() needs an iterable of items, got {type(iterable).__name__}"
         ) from None
+
+
+def _source(iterable: Any) -> Any:
+    """What forked workers may index instead of receiving the items: a list or tuple
+    (a DocumentArray's own list of Documents)."""
+    if type(iterable) in (list, tuple):
+        return iterable
+    docs = getattr(iterable, "_docs", None)  # a DocumentArray
+    return docs if type(docs) is list else None
 
 
 def _len(iterable: Any) -> int | None:

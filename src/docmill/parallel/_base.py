@@ -96,6 +96,10 @@ class Backend(ABC):
     options_class: ClassVar[type | None] = None
     #: how many tasks can run at the same time (read again by the core when elastic)
     num_workers: int = 1
+    #: seconds one result costs the caller's process to take in (decoding it), as
+    #: last measured (0: nothing measurable). The core keeps a chunk's share of it
+    #: under ``CALLER_SECONDS``, so that work interleaves finely with the workers'
+    caller_cost: float = 0.0
 
     @classmethod
     def default_workers(cls, options: Options) -> int | None:

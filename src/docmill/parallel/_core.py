@@ -54,9 +54,9 @@ Design points:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 from docmill.errors import RemoteTraceback, StartTimeout, WorkerCrashed, add_note
@@ -65,12 +65,14 @@ from docmill.parallel._options import Options
 from docmill.parallel._registry import backend_class
 from docmill.parallel._report import Failure, Report
 from docmill.parallel._runner import FAILED, ChunkRunner, Policy, Skipped
+from docmill.parallel._shm_codec import Span
 
 __all__ = ["CHUNK_BYTES", "MAX_CHUNK", "TARGET_SECONDS", "describe_item", "make_backend", "stream"]
 
 _END = object()
 TARGET_SECONDS = 0.01
-MAX_CHUNK = 1024
+CALLER_SECONDS = 0.001
+MAX_CHUNK = 1 << 16
 CHUNK_BYTES = 4 << 20
 _GROWTH = 8
 
@@ -97,8 +99,13 @@ def stream(
     auto_chunks: bool = True,
     flat: bool = True,
     sizeof: Callable[[Any], int] | None = None,
+    source: Sequence[Any] | None = None,
 ) -> Iterator[Any]:
     """Run ``func`` over ``it`` on the backend ``options`` name, lazily.
+
+    ``source``: the list or tuple ``it`` iterates from its start, when there is one: a
+    backend that forks its workers (``inherit``) then sends index ranges of it instead
+    of the items (the workers read the items as they were when they were started).
 
     Yields each result (``flat=True``), or ``(start, items, results)`` per chunk.
     ``sizeof(item)``, when given, estimates an item's payload bytes (for
@@ -112,23 +119,36 @@ def stream(
     report = options.report if options.report is not None else Report()
     skip = [0]  # shared with the Run (the generator must not hold the Run: no cycle)
     gen = _stream(func, it, options, total, unit, describe, auto_chunks, flat, sizeof, report,
-                  skip)  # fmt: skip
-    return Run(gen, report, skip, options.checkpoint is None)
+                  skip, source)  # fmt: skip
+    return Run(gen, report, skip, options.checkpoint is None, flat)
 
 
 class Run(Iterator[Any]):
     """The lazy results of a map, and its :class:`Report` (``.report``)."""
 
-    __slots__ = ("_can_skip", "_gen", "_skip", "report")
+    __slots__ = ("_can_skip", "_gen", "_it", "_skip", "report")
 
-    def __init__(self, gen: Iterator[Any], report: Report, skip: list, can_skip: bool) -> None:
+    def __init__(
+        self, gen: Iterator[Any], report: Report, skip: list, can_skip: bool, flat: bool
+    ) -> None:
         self._gen, self.report = gen, report
+        # flat: the core yields each chunk's results as a list, flattened here by
+        # itertools.chain: a result costs the consumer one C-level step, not a resume
+        # of two generators and a Python __next__
+        self._it = chain.from_iterable(gen) if flat else gen
         self._skip = skip
         self._can_skip = can_skip
 
+    def __iter__(self) -> Iterator[Any]:
+        self._can_skip = False
+        return self._it
+
     def __next__(self) -> Any:
         self._can_skip = False
-        return next(self._gen)
+        return next(self._it)
+
+    def close(self) -> None:
+        self._gen.close()  # type: ignore[attr-defined]
 
     def skip_input(self, n: int) -> bool:
         """Before the first result: leave out the first ``n`` inputs without running
@@ -139,9 +159,6 @@ class Run(Iterator[Any]):
             return False
         self._skip[0] = n
         return True
-
-    def close(self) -> None:
-        self._gen.close()  # type: ignore[attr-defined]
 
 
 def _stream(
@@ -156,6 +173,7 @@ def _stream(
     sizeof: Callable[[Any], int] | None,
     report: Report,
     skip: list,
+    source: Sequence[Any] | None,
 ) -> Iterator[Any]:
     first = None
     if skip[0]:  # done elsewhere: skip them unseen, and count positions from there
@@ -191,7 +209,7 @@ def _stream(
                 continue
             report.done += 1
             if flat:
-                yield result
+                yield [result]
             else:
                 yield i, [item], [result]
         first = len(ckpt.done)
@@ -200,10 +218,12 @@ def _stream(
     bar = _progress_bar(total, unit) if options.show_progress else None
     finished = False
     try:
+        inherit = getattr(backend, "inherit", None)
+        token = inherit(source) if source is not None and inherit is not None else None
         backend.start(ChunkRunner(func, policy))
         sizer = _Sizer(backend, options, total, auto_chunks)
         yield from _run(backend, it, options, sizer, describe, unit, flat, sizeof, bar, report,
-                        first or 0, ckpt)  # fmt: skip
+                        first or 0, ckpt, token)  # fmt: skip
         finished = True
         report._limit(options.max_failures, report.done + report.failed, total, final=True)
         report._warn()
@@ -225,6 +245,7 @@ class _Sizer:
     ) -> None:
         caps = backend.capabilities
         self.backend = backend if caps.elastic else None  # its worker count may change
+        self._measured = backend  # its caller_cost
         self.num_workers = max(1, backend.num_workers)
         self.ahead = caps.concurrent  # False: never run ahead (serial)
         # chunks of this much work hide the backend's per-task cost behind <= 2%
@@ -235,6 +256,7 @@ class _Sizer:
         self.total = total
         self.cap = self._cap()
         self.byte_cap = MAX_CHUNK
+        self.in_bytes = self.out_bytes = 0  # an item's, and a result's, sampled
 
     def _cap(self) -> int:
         if self.total is None:
@@ -252,14 +274,23 @@ class _Sizer:
         n = min(n, win)
         return 0 if running and inflight + n > win else n
 
-    def sample(self, item_bytes: int) -> None:
-        """Keep chunks of big items under ``CHUNK_BYTES``."""
-        self.byte_cap = max(1, CHUNK_BYTES // max(1, item_bytes))
+    def sample(self, item_bytes: int | None = None, result_bytes: int | None = None) -> None:
+        """Keep chunks of big items, or of big results, under ``CHUNK_BYTES`` (a result
+        made in the worker counts as much as an input: both cross the boundary, and
+        a message of many big results overflows the transport's segment pool)."""
+        if item_bytes is not None:
+            self.in_bytes = item_bytes
+        if result_bytes is not None:
+            self.out_bytes = result_bytes
+        self.byte_cap = max(1, CHUNK_BYTES // max(1, self.in_bytes + self.out_bytes))
         self.size = min(self.size, self.byte_cap)
 
     def observe(self, n: int, seconds: float) -> None:
         """A chunk of ``n`` items took ``seconds`` in the worker: aim at ``self.target``."""
         ideal = int(self.target * n / seconds) if seconds > 0 else self.cap
+        caller = self._measured.caller_cost
+        if caller > 0:  # results the caller must decode one by one (tiny Documents)
+            ideal = min(ideal, max(1, int(CALLER_SECONDS / caller)))
         self.size = max(1, min(self.cap, self.byte_cap, ideal, self.size * _GROWTH))
 
 
@@ -276,6 +307,7 @@ def _run(
     report: Report,
     first: int = 0,
     ckpt: Any = None,
+    token: str | None = None,
 ) -> Iterator[Any]:
     timeout = options.timeout
     ordered = options.ordered
@@ -300,9 +332,10 @@ def _run(
                 exhausted = True
                 if not chunk:
                     break
-            if sample:
+            if sample and token is None:  # (inherited items do not travel)
                 sizer.sample(sizeof(chunk[0]))
-            f = backend.submit(chunk, None if timeout is None else timeout * len(chunk))
+            task = chunk if token is None else Span(token, taken, chunk)  # (indices only)
+            f = backend.submit(task, None if timeout is None else timeout * len(chunk))
             pending[taken] = (f, chunk)
             taken += len(chunk)
             inflight += len(chunk)
@@ -339,6 +372,8 @@ def _run(
             raise mapped from (None if isinstance(mapped, TimeoutError) else e)
 
         if adapt and outs:
+            if sample:
+                sizer.sample(result_bytes=sizeof(outs[0]))
             sizer.observe(len(outs), seconds)
         if bar is not None:
             bar.update(len(outs))
@@ -360,7 +395,7 @@ def _run(
         else:
             report.done += len(outs)
         if flat:
-            yield from outs
+            yield outs  # a whole chunk: the Run flattens it (in C)
         else:
             yield start, chunk, outs
         if err is not None:

@@ -24,6 +24,7 @@ The streaming core and the backends know nothing about Documents. This module ad
 
 from __future__ import annotations
 
+import operator
 import pickle
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
@@ -31,11 +32,19 @@ from typing import Any
 
 from docmill._array_access import batches
 from docmill.array import DocumentArray
-from docmill.document import FIELDS, Document, approx_nbytes, from_state, set_state, state_of
+from docmill.document import (
+    FIELDS,
+    Document,
+    approx_nbytes,
+    from_state,
+    from_states,
+    set_state,
+    state_of,
+)
 from docmill.parallel._core import describe_item, stream
 from docmill.parallel._options import Options
 from docmill.parallel._runner import FAILED
-from docmill.parallel._shm_codec import register_reducer
+from docmill.parallel._shm_codec import register_batch_reducer, register_reducer
 
 __all__ = [
     "apply_doc_batches",
@@ -101,7 +110,13 @@ def apply_docs(da: DocumentArray, func: Callable[[Document], Any], options: Opti
     """Run ``func`` on every Document of ``da`` and keep its changes (see the module doc)."""
     docs = list(da)  # positions are fixed at the start
     chunks = stream(
-        _InPlace(func), iter(docs), options, total=len(docs), flat=False, sizeof=item_nbytes
+        _InPlace(func),
+        iter(docs),
+        options,
+        total=len(docs),
+        flat=False,
+        sizeof=item_nbytes,
+        source=docs,
     )
     with closing(chunks):
         for start, chunk, outs in chunks:
@@ -192,4 +207,16 @@ def _with_blob(state: tuple, blob: Any) -> Document:
     return from_state((*state[:_BLOB], bytes(blob), *state[_BLOB + 1 :]))
 
 
+def _reduce_documents(docs: list[Document], min_buffer: int) -> Any:
+    """A list of Documents as one list of state tuples (NotImplemented when a blob should
+    go out of band: then each Document is reduced on its own)."""
+    states = list(map(state_of, docs))
+    for blob in map(_blob_of, states):
+        if blob is not None and type(blob) is bytes and len(blob) >= min_buffer:
+            return NotImplemented
+    return from_states, (states,)
+
+
+_blob_of = operator.itemgetter(_BLOB)
 register_reducer(Document, _reduce_document)
+register_batch_reducer(Document, _reduce_documents)

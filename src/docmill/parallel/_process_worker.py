@@ -25,12 +25,15 @@ import sys
 import threading
 import time
 import traceback
+from time import perf_counter
 from typing import Any
 
 import cloudpickle
 
 from docmill.errors import RemoteTraceback, add_note
 from docmill.parallel._runner import provide_worker_state
+from docmill.parallel._shm_codec import batched
+from docmill.parallel.transport import gc_paused
 
 __all__ = ["READY", "RemoteError", "worker_main"]
 
@@ -113,20 +116,38 @@ def worker_main(conn: Any, blob: bytes, parent_pid: int, method: str) -> None:
             _control(conn, RemoteError(e, "init", where))
         sys.exit(1)
     loads, dumps, recv, send = endpoint.loads, endpoint.dumps, conn.recv_bytes, conn.send_bytes
+    per_result = 0.0  # seconds dumps took per result, in the last chunk
     try:
         while True:
             data = recv()
             if not data:  # stop
                 break
             try:
-                result = fn(loads(data))
+                t0 = perf_counter()
+                with gc_paused():
+                    task = loads(data)
+                t_load = perf_counter() - t0
+                result = fn(task)
             except BaseException as e:  # SystemExit too: it fails the task, not the worker
                 _control(conn, RemoteError(e, "task", where))
                 continue
             finally:
                 del data
+                task = None
             try:
-                out = dumps(result)
+                if type(result) is tuple and len(result) == 3:  # the runner's
+                    # (results, seconds, error): the seconds the chunk cost here include
+                    # decoding it and encoding its results (the core sizes chunks by
+                    # them; for tiny items that is most of the cost)
+                    outs, seconds, err = result
+                    seconds += t_load + per_result * len(outs)
+                    result = (batched(outs), seconds, err)
+                    t0 = perf_counter()
+                    out = dumps(result)
+                    per_result = (perf_counter() - t0) / max(1, len(outs))
+                    del outs
+                else:
+                    out = dumps(result)
             except BaseException as e:
                 _control(conn, RemoteError(e, "result", where))
                 continue

@@ -28,15 +28,21 @@ import numpy as np
 
 __all__ = [
     "ALIGN",
+    "BATCH_REDUCERS",
+    "INHERITED",
     "MIN_BUFFER",
     "REDUCERS",
+    "Batch",
     "Message",
+    "Span",
+    "batched",
     "encode",
     "is_plain",
     "layout",
     "make_message",
     "parse",
     "reducer_modules",
+    "register_batch_reducer",
     "register_reducer",
 ]
 
@@ -61,6 +67,67 @@ def register_reducer(cls: type, reduce: Callable[[Any, int], Any]) -> None:
     this process and in every worker started afterwards."""
     REDUCERS[cls] = reduce
     _REGISTRANTS[reduce.__module__] = None
+
+
+#: type -> ``reduce_many(items, min_buffer)``: one reduce tuple for a whole list of
+#: exactly that type (rebuilt as a plain list), or NotImplemented for one reduce each.
+#: A chunk of 1,000 tiny Documents costs ~2.5x less to pickle as one state list than
+#: as 1,000 reduce calls (measured: 0.58 vs 1.52 us per Document).
+BATCH_REDUCERS: dict[type, Callable[[list, int], Any]] = {}
+
+
+def register_batch_reducer(cls: type, reduce_many: Callable[[list, int], Any]) -> None:
+    """Pickle a list of exactly ``cls`` instances with ``reduce_many`` (see
+    :data:`BATCH_REDUCERS`), in this process and in every worker started afterwards."""
+    BATCH_REDUCERS[cls] = reduce_many
+    _REGISTRANTS[reduce_many.__module__] = None
+
+
+class Batch:
+    """A list of items of one type with a batch reducer; unpickles as a plain list."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list) -> None:
+        self.items = items
+
+    def __reduce__(self) -> Any:
+        r = BATCH_REDUCERS[type(self.items[0])](self.items, MIN_BUFFER)
+        return (list, (self.items,)) if r is NotImplemented else r
+
+
+def batched(items: Any) -> Any:
+    """``items`` wrapped as a :class:`Batch` when it is a list of two or more items of
+    one type with a batch reducer, else ``items`` itself."""
+    if type(items) is list and len(items) > 1:
+        cls = type(items[0])
+        if cls in BATCH_REDUCERS and all(type(x) is cls for x in items):
+            return Batch(items)
+    return items
+
+
+#: token -> a sequence the workers inherited when they were forked (see :class:`Span`)
+INHERITED: dict[str, Any] = {}
+
+
+class Span:
+    """Items ``start .. start + len(items)`` of an inherited sequence (``INHERITED[token]``):
+    pickled as those three numbers, rebuilt in a forked worker from its own copy of
+    the sequence, so the items themselves never cross the process boundary (as a
+    torch DataLoader's workers index their dataset)."""
+
+    __slots__ = ("items", "start", "token")
+
+    def __init__(self, token: str, start: int, items: list) -> None:
+        self.token, self.start, self.items = token, start, items
+
+    def __reduce__(self) -> Any:
+        return _inherited, (self.token, self.start, self.start + len(self.items))
+
+
+def _inherited(token: str, start: int, stop: int) -> list:
+    seq = INHERITED[token]
+    return list(seq[start:stop])
 
 
 def reducer_modules() -> tuple[str, ...]:

@@ -65,7 +65,8 @@ from docmill._checks import check_int
 from docmill.errors import StartTimeout, WorkerCrashed
 from docmill.parallel._base import Backend, Capabilities, settle, start_timeout
 from docmill.parallel._process_worker import READY, worker_main
-from docmill.parallel.transport import Transport
+from docmill.parallel._shm_codec import INHERITED, batched
+from docmill.parallel.transport import Transport, gc_paused
 
 if TYPE_CHECKING:
     from docmill.parallel._options import Options
@@ -194,6 +195,7 @@ class ProcessBackend(Backend):
         self._own = own
         self._method = own.start_method or default_start_method()
         self._ctx = multiprocessing.get_context(self._method)
+        self._token: str | None = None  # of the sequence the workers inherit (inherit())
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)  # feeder: work or a free worker
         self._workers: list[_Worker] = []
@@ -262,12 +264,22 @@ class ProcessBackend(Backend):
             with self._lock:
                 self._workers.append(w)
 
+    def inherit(self, seq: Any) -> str | None:
+        """Called before :meth:`start`: workers forked from now on hold ``seq`` (a list
+        or tuple), so a task may be a :class:`Span` of it; the token to make Spans with,
+        or None when workers are not forked (spawn / forkserver start from scratch)."""
+        if self._method != "fork":
+            return None
+        self._token = f"{os.getpid()}-{id(self)}"
+        INHERITED[self._token] = seq
+        return self._token
+
     def submit(self, task: Any, timeout: float | None = None) -> Future:
         future: Future = Future()
         if self._state != "running":
             raise RuntimeError(f"cannot submit to a process backend that is {self._state}")
         try:
-            payload, lease = self._transport.dumps(task)  # type: ignore[union-attr]
+            payload, lease = self._transport.dumps(batched(task))  # type: ignore[union-attr]
         except Exception as e:  # an unpicklable task fails its own future only
             future.set_exception(e)
             return future
@@ -289,6 +301,7 @@ class ProcessBackend(Backend):
                 if self._transport is not None:
                     self._transport.close()
                 self._state = "closed"
+                INHERITED.pop(self._token, None)
                 return
             self._state = "closing"
             doomed: list[_Task] = []
@@ -316,6 +329,7 @@ class ProcessBackend(Backend):
             self._finish_shutdown()
 
     def _finish_shutdown(self) -> None:
+        INHERITED.pop(self._token, None)  # (forked workers keep their own copy)
         # The collector owns the workers (it alone appends, reaps and closes them); only
         # once it has ended may anything be left to clean here. If it is still running
         # (a second Ctrl-C cut our wait short), the workers are dead or dying and it
@@ -515,7 +529,11 @@ class ProcessBackend(Backend):
             self._finish(task, control.rebuild())
             return
         try:
-            result = self._transport.loads(data)  # type: ignore[union-attr]
+            t0 = time.perf_counter()
+            with gc_paused():
+                result = self._transport.loads(data)  # type: ignore[union-attr]
+            if type(result) is tuple and len(result) == 3 and result[0]:  # the runner's
+                self.caller_cost = (time.perf_counter() - t0) / len(result[0])
         except BaseException as e:
             self._finish(task, e)
         else:

@@ -67,7 +67,6 @@ import itertools
 import mmap
 import os
 import pickle
-import secrets
 import sys
 import threading
 import weakref
@@ -425,7 +424,7 @@ class ShmTransport(Transport):
     def __init__(self, threshold: int = DEFAULT_THRESHOLD, directory: str = SHM_DIR) -> None:
         self.threshold = threshold
         sweep_orphans(directory)
-        self._st = st = _State(directory, f"{NAME_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-")
+        self._st = st = _State(directory, f"{NAME_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-")
         # Creating the marker also proves the directory works (else OSError).
         st.marker_fd = _create_marker(os.path.join(directory, st.prefix + "live"))
         self._finalizer = weakref.finalize(self, _close_state, st)

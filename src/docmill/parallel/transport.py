@@ -19,11 +19,31 @@ payload bytes and back, and moves only those bytes through its pipes::
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import pickle
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Endpoint", "PickleTransport", "Transport", "dumps"]
+__all__ = ["Endpoint", "PickleTransport", "Transport", "dumps", "gc_paused"]
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while one message is unpickled (unless it was
+    off already). Rebuilding a chunk of 1,000 Documents creates 1,000 tracked objects,
+    and the collections they trigger traverse everything alive: measured, 80% of the
+    time of rebuilding tiny Documents (1.0 vs 0.2 us each). The pause is one message
+    long; what it defers is collected at the next collection."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def dumps(obj: Any) -> bytes:
