@@ -39,6 +39,7 @@ from docmill._checks import check_int
 from docmill.parallel._base import Backend, Capabilities
 from docmill.parallel._core import stream
 from docmill.parallel._inplace import (
+    AsBatch,
     apply_doc_batches,
     apply_docs,
     batch_source,
@@ -117,7 +118,7 @@ def map_batch(
     _iter("map_batch", iterable)
     n = _len(iterable)
     return stream(
-        func,
+        AsBatch(func),
         batch_source(iterable, batch_size, shuffle),
         opts,
         total=None if n is None else math.ceil(n / batch_size),

@@ -47,6 +47,7 @@ from docmill.parallel._runner import FAILED
 from docmill.parallel._shm_codec import register_batch_reducer, register_reducer
 
 __all__ = [
+    "AsBatch",
     "apply_doc_batches",
     "apply_docs",
     "batch_source",
@@ -75,11 +76,41 @@ def describe_batch(index: int, batch: Any) -> str:
     return f"batch {index} ({n} items)"
 
 
-def batch_source(items: Iterable[Any], batch_size: int, shuffle: bool) -> Iterator[Any]:
-    """Lazily cut ``items`` into batches: DocumentArrays of Documents, else lists.
-    (A bad ``shuffle`` is refused now, not at the first batch.)"""
-    parts = batches(items, batch_size, shuffle)
-    return (DocumentArray(p) if isinstance(p[0], Document) else p for p in parts)
+def batch_source(items: Iterable[Any], batch_size: int, shuffle: bool) -> Iterator[list]:
+    """Lazily cut ``items`` into batches, as lists (:class:`AsBatch` makes a batch of
+    Documents a DocumentArray in the worker, off the consumer's path and after the
+    transport: a list of Documents travels cheaper than an array). A bad ``shuffle``
+    is refused now, not at the first batch."""
+    return batches(items, batch_size, shuffle)
+
+
+class AsBatch:
+    """``func`` for map_batch: called with a DocumentArray when the batch holds
+    Documents (else with the list)."""
+
+    __slots__ = ("func",)
+
+    def __init__(self, func: Callable[[Any], Any]) -> None:
+        self.func = func
+
+    def __getstate__(self) -> Callable[[Any], Any]:
+        return self.func
+
+    def __setstate__(self, func: Callable[[Any], Any]) -> None:
+        self.func = func
+
+    def __call__(self, batch: list) -> Any:
+        return self.func(_as_array(batch))
+
+    async def acall(self, batch: list) -> Any:
+        """The same for an ``async def`` func (the asyncio backend calls this)."""
+        return await self.func(_as_array(batch))
+
+
+def _as_array(batch: Any) -> Any:
+    if type(batch) is list and batch and isinstance(batch[0], Document):
+        return DocumentArray(batch)
+    return batch
 
 
 class _InPlace:
