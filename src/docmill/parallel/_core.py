@@ -288,7 +288,7 @@ class _Sizer:
     def observe(self, n: int, seconds: float) -> None:
         """A chunk of ``n`` items took ``seconds`` in the worker: aim at ``self.target``."""
         ideal = int(self.target * n / seconds) if seconds > 0 else self.cap
-        caller = self._measured.caller_cost
+        caller = getattr(self._measured, "caller_cost", 0.0)
         if caller > 0:  # results the caller must decode one by one (tiny Documents)
             ideal = min(ideal, max(1, int(CALLER_SECONDS / caller)))
         self.size = max(1, min(self.cap, self.byte_cap, ideal, self.size * _GROWTH))
