@@ -592,3 +592,91 @@ def test_forked_workers_read_a_list_from_their_own_memory(as_list):
     from docmill.parallel._shm_codec import INHERITED
 
     assert INHERITED == {}  # forgotten once the map ended
+
+
+def _square_logged(log_dir, x):
+    import os as _os
+
+    open(_os.path.join(log_dir, str(x)), "w").close()
+    return x * x
+
+
+def test_inherited_spans_start_where_a_checkpoint_left_off(tmp_path):
+    """A resumed run over a list sends index ranges that start after the restored
+    results (and a save_binary_stream resume skips inputs the same way)."""
+    from functools import partial
+
+    import docmill
+
+    log = tmp_path / "log"
+    log.mkdir()
+    data = list(range(200))
+    path = tmp_path / "run.docmill"
+    it = parallel.map(partial(_square_logged, str(log)), data, backend="process",
+                      num_worker=2, start_method="fork", checkpoint=path)  # fmt: skip
+    assert [next(it) for _ in range(50)] == [x * x for x in range(50)]
+    it.close()
+    for f in log.iterdir():
+        f.unlink()
+    out = list(parallel.map(partial(_square_logged, str(log)), data, backend="process",
+                            num_worker=2, start_method="fork", checkpoint=path))  # fmt: skip
+    assert out == [x * x for x in data]
+    assert min(int(f.name) for f in log.iterdir()) >= 50  # the restored ones: not run again
+    # save_binary_stream resuming a map over a DocumentArray on forked workers
+    da = DocumentArray(Document(id=f"d{i}", tensor=np.full(4, i)) for i in range(60))
+    ck, dest = tmp_path / "s.ckpt", tmp_path / "s.docmill"
+
+    def stop_at_30():
+        for i, d in enumerate(da):
+            if i == 30:
+                raise KeyboardInterrupt
+            yield d
+
+    with pytest.raises(KeyboardInterrupt):
+        docmill.save_binary_stream(stop_at_30(), dest, checkpoint=ck, checkpoint_every=1e-6)
+    got = parallel.map(_double_tensor, da, backend="process", num_worker=2, start_method="fork")
+    docmill.save_binary_stream(got, dest, checkpoint=ck)
+    back = DocumentArray.load_binary(dest)
+    assert [int(d.tensor[0]) for d in back] == list(range(30)) + [2 * i for i in range(30, 60)]
+
+
+def _double_tensor(d: Document) -> Document:
+    d.tensor = d.tensor * 2
+    return d
+
+
+def test_a_list_of_documents_travels_as_one_state_list_unless_a_blob_is_big():
+    from docmill.parallel._shm_codec import Batch, batched
+
+    small = [Document(id=str(i), text="t") for i in range(5)]
+    assert isinstance(batched(small), Batch)
+    assert not isinstance(batched([small[0]]), Batch)  # one item: nothing to gain
+    assert not isinstance(batched([small[0], 3]), Batch)  # mixed types: as it is
+    import pickle
+
+    back = pickle.loads(pickle.dumps(batched(small)))
+    assert type(back) is list and back == small
+    big = [Document(id="a", blob=b"x" * 10_000), Document(id="b")]
+    from docmill.parallel._shm_codec import encode
+
+    stream, buffers = encode(batched(big), 4096)
+    assert buffers and sum(b.nbytes for b in buffers) >= 10_000  # the blob went out of band
+    assert pickle.loads(stream, buffers=buffers) == big
+
+
+def test_the_gc_pause_is_one_message_long_and_leaves_a_disabled_gc_alone():
+    import gc
+
+    from docmill.parallel.transport import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # the caller's choice stays
+    finally:
+        gc.enable()

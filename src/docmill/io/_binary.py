@@ -265,21 +265,13 @@ def save_binary_stream(
 
 def _after(docs: Iterable[Document], ck: Any) -> Iterator[Document]:
     """``docs`` without the items whose Documents ``ck`` holds."""
-    from docmill.errors import CheckpointMismatch
-
     n = len(ck.done)
     skip = getattr(docs, "skip_input", None)
     if callable(skip) and skip(n):  # a lazy map: those inputs are never computed
         return iter(docs)
     it = iter(docs)
     for i in range(n):
-        item = next(it, None)
-        if item is None:
-            raise CheckpointMismatch(
-                f"checkpoint {ck.path!r} holds {n} Documents but docs has only {i}: it was "
-                f"written for another input"
-            )
-        ck.verify(i, item)
+        ck.next_input(it, i)
     return it
 
 

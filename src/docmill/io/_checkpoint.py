@@ -196,6 +196,17 @@ class Checkpoint:
             self._parts += 1
         return records if self._parts else None
 
+    def next_input(self, it: Iterator[Any], index: int) -> Any:
+        """The input at ``index`` (the next of ``it``), checked against the record there."""
+        item = next(it, _NOTHING)
+        if item is _NOTHING:
+            raise CheckpointMismatch(
+                f"checkpoint {self.path!r} holds {len(self.done)} results but the input has "
+                f"only {index} items: it was written for another input"
+            )
+        self.verify(index, item)
+        return item
+
     def verify(self, index: int, item: Any) -> None:
         stored = self.done[index][0]
         ident = _ident(item)

@@ -69,7 +69,6 @@ from docmill.parallel._shm_codec import Span
 
 __all__ = ["CHUNK_BYTES", "MAX_CHUNK", "TARGET_SECONDS", "describe_item", "make_backend", "stream"]
 
-_END = object()
 TARGET_SECONDS = 0.01
 CALLER_SECONDS = 0.001
 MAX_CHUNK = 1 << 16
@@ -189,20 +188,13 @@ def _stream(
         )
     ckpt = None
     if options.checkpoint is not None:
-        from docmill.errors import CheckpointMismatch
         from docmill.io._checkpoint import Checkpoint, fingerprint
 
         ckpt = Checkpoint(options.checkpoint, fingerprint(func), options.checkpoint_every,
                           options.checkpoint_check, skipped=FAILED)  # fmt: skip
         ckpt.load()
         for i, result in ckpt.restored():  # done by an earlier run: read back, in order
-            item = next(it, _END)
-            if item is _END:
-                raise CheckpointMismatch(
-                    f"checkpoint {ckpt.path!r} holds {len(ckpt.done)} results but the input "
-                    f"has only {i} items: it was written for another input"
-                )
-            ckpt.verify(i, item)
+            item = ckpt.next_input(it, i)
             if result is FAILED:  # skipped by the earlier run (on_error='skip')
                 if not flat:
                     yield i, [item], [result]

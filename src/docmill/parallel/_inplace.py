@@ -84,9 +84,8 @@ def batch_source(items: Iterable[Any], batch_size: int, shuffle: bool) -> Iterat
     return batches(items, batch_size, shuffle)
 
 
-class AsBatch:
-    """``func`` for map_batch: called with a DocumentArray when the batch holds
-    Documents (else with the list)."""
+class _Wrapped:
+    """A user's ``func`` with a layer around it; pickles as ``func`` itself."""
 
     __slots__ = ("func",)
 
@@ -98,6 +97,13 @@ class AsBatch:
 
     def __setstate__(self, func: Callable[[Any], Any]) -> None:
         self.func = func
+
+
+class AsBatch(_Wrapped):
+    """``func`` for map_batch: called with a DocumentArray when the batch holds
+    Documents (else with the list)."""
+
+    __slots__ = ()
 
     def __call__(self, batch: list) -> Any:
         return self.func(_as_array(batch))
@@ -113,19 +119,10 @@ def _as_array(batch: Any) -> Any:
     return batch
 
 
-class _InPlace:
+class _InPlace(_Wrapped):
     """``func`` for apply: hands back the (mutated) Document when ``func`` returns None."""
 
-    __slots__ = ("func",)
-
-    def __init__(self, func: Callable[[Any], Any]) -> None:
-        self.func = func
-
-    def __getstate__(self) -> Callable[[Any], Any]:
-        return self.func
-
-    def __setstate__(self, func: Callable[[Any], Any]) -> None:
-        self.func = func
+    __slots__ = ()
 
     def __call__(self, x: Any) -> Any:
         r = self.func(x)
