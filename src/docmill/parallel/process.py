@@ -52,6 +52,7 @@ import pickle
 import signal
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future
@@ -236,12 +237,15 @@ class ProcessBackend(Backend):
         # it forks them when it is the caller, before any thread of ours exists (the
         # children copy no running thread); otherwise the collector forks them, as it
         # forks every replacement, and it outlives every worker it starts.
+        # From the main thread, only the first worker is forked here: the collector
+        # forks the others while the first task already runs (forking a 100 MB
+        # parent costs ~2 ms a worker; the first result need not wait for all).
         from_main = threading.current_thread() is threading.main_thread()
         started = threading.Event()
         failed: list[BaseException] = []
         if from_main:
             try:
-                self._start_workers()
+                self._start_workers(1)
             except BaseException:
                 self.shutdown(cancel=True)
                 raise
@@ -258,11 +262,35 @@ class ProcessBackend(Backend):
         t.start()
         return t
 
-    def _start_workers(self) -> None:
-        for _ in range(self.num_workers):
+    def _start_workers(self, n: int | None = None) -> None:
+        for _ in range(self.num_workers if n is None else n):
             w = self._start_worker()
             with self._lock:
                 self._workers.append(w)
+
+    def _start_the_rest(self) -> None:
+        """The workers start() left to the collector (it forks them: it outlives them)."""
+        while True:
+            with self._lock:
+                if self._state != "running" or len(self._workers) >= self.num_workers:
+                    return
+            try:
+                w = self._start_worker()
+            except BaseException as e:  # the first worker runs on; say why there are fewer
+                with self._lock:
+                    alive = len(self._workers)
+                if not alive:
+                    self._break(lambda e=e: e)
+                warnings.warn(
+                    f"docmill: the process backend started {alive} of {self.num_workers} "
+                    f"workers ({type(e).__name__}: {e})",
+                    RuntimeWarning,
+                    stacklevel=1,
+                )
+                return
+            with self._lock:
+                self._workers.append(w)
+                self._wakeup.notify()  # the feeder may give it queued tasks
 
     def inherit(self, seq: Any) -> str | None:
         """Called before :meth:`start`: workers forked from now on hold ``seq`` (a list
@@ -468,6 +496,8 @@ class ProcessBackend(Backend):
                 started.set()
             if failed:
                 return
+        else:
+            self._start_the_rest()
         try:
             while True:
                 with self._lock:
