@@ -344,6 +344,10 @@ def overlap(rounds: int) -> None:
     contenders = {
         "no engine (floor)": floor,
         "map_batch thread": lambda: pipeline(da.map_batch(_cpu_job, bs, num_worker=4)),
+        # every batch submitted at once, as ThreadPoolExecutor.map does (no window)
+        "map_batch thread, window=64": lambda: pipeline(
+            da.map_batch(_cpu_job, bs, num_worker=4, window=n_batches)
+        ),
         "map_batch process": lambda: pipeline(
             da.map_batch(_cpu_job, bs, num_worker=4, backend="process")
         ),
