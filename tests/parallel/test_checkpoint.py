@@ -227,3 +227,17 @@ def test_save_binary_stream_resumes_without_recomputing(tmp_path):
     assert [d.tensor[0] for d in got] == [i * i for i in range(100)]
     with pytest.raises(TypeError, match="checkpoint must be a path"):
         docmill.save_binary_stream(_docs(3), out, checkpoint=3)
+
+
+def test_a_run_killed_before_its_first_frame_starts_afresh_and_a_foreign_file_is_kept(tmp_path):
+    from docmill.io._format import DEFAULT_CHECKSUM, file_header
+
+    path = tmp_path / "early.docmill"
+    path.write_bytes(file_header(None, DEFAULT_CHECKSUM))  # what such a run leaves
+    assert list(parallel.map(_double, range(5), checkpoint=path)) == [0, 2, 4, 6, 8]
+    assert list(parallel.map(_double, range(5), checkpoint=path)) == [0, 2, 4, 6, 8]
+    foreign = tmp_path / "notes.txt"
+    foreign.write_text("my thesis, chapter 1")
+    with pytest.raises(CheckpointMismatch, match="not a docmill checkpoint"):
+        list(parallel.map(_double, range(5), checkpoint=foreign))
+    assert foreign.read_text() == "my thesis, chapter 1"  # never written over

@@ -178,7 +178,12 @@ class Checkpoint:
         if not os.path.exists(self.path):
             return None
         with open(self.path, "rb") as f:
-            records, self._truncate_to, _ = _read_stream(f.read())
+            data = f.read()
+        from docmill.io._format import DEFAULT_CHECKSUM, file_header
+
+        if data == b"" or data == file_header(None, DEFAULT_CHECKSUM):
+            return None  # killed before its first frame: nothing to resume (not foreign)
+        records, self._truncate_to, _ = _read_stream(data)
         return records
 
     def _load_parts(self) -> list[Document] | None:
