@@ -159,3 +159,29 @@ def test_dask_options_are_the_dask_backends():
     with pytest.raises(TypeError, match="an option of backend 'dask' or 'ray'"):
         parallel.map(square, [1], address="tcp://x:1")
     assert sys.modules.get("distributed") is not None
+
+
+def test_a_result_lost_with_its_worker_is_a_crash_not_a_none():
+    """A task that finished on a worker killed before its result was fetched reaches
+    the callback as 'lost', with no exception: that is a crash, never a result."""
+    import threading
+    from concurrent.futures import Future
+
+    from docmill.parallel._base import Watchdog
+    from docmill.parallel.dask_backend import DaskBackend
+
+    class Lost:
+        status = "lost"
+
+        def exception(self):
+            return None
+
+    b = DaskBackend.__new__(DaskBackend)
+    b._lock, b._watchdog = threading.Lock(), Watchdog("test-dask-watchdog")
+    outer, inner = Future(), Lost()
+    outer.set_running_or_notify_cancel()
+    b._futures = {inner: outer}
+    b._settled(inner)
+    with pytest.raises(WorkerCrashed, match="died holding the task's result"):
+        outer.result(0)
+    b._watchdog.stop()

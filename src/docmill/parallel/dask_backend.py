@@ -228,8 +228,10 @@ class DaskBackend(Backend):
         elif status == "cancelled":
             settle(outer, error=CancelledError("the dask task was cancelled"))
         else:
-            e = inner.exception()
-            if type(e).__name__ == "KilledWorker":
+            e = inner.exception() if status == "error" else None
+            if e is None:  # 'lost': the worker holding its result died before we had it
+                e = WorkerCrashed(f"a Dask worker died holding the task's result ({status})")
+            elif type(e).__name__ == "KilledWorker":
                 e = WorkerCrashed(f"a Dask worker died while running the task ({e})")
             settle(outer, error=e)
 
