@@ -149,13 +149,33 @@ def create_app(root: str, token_file: str | None = None, max_bytes: int | None =
         except ValueError:
             return None
 
-    def readable(request: Request, meta: dict) -> bool:
-        return bool(meta.get("public")) or authorized(request)
-
-    async def upload(request: Request) -> Response:
+    def target(request: Request) -> str | JSONResponse:
+        """The array name in the path, or the 400 answer to a bad one."""
         name = named(request)
         if name is None:
             return error(400, f"invalid array name {request.path_params['name']!r}")
+        return name
+
+    def readable(request: Request, meta: dict) -> bool:
+        return bool(meta.get("public")) or authorized(request)
+
+    def visible(request: Request) -> tuple[str, dict] | JSONResponse:
+        """The name and metadata of an array the caller may read, or the answer why
+        not (400 bad name, 404 none, 401 private)."""
+        name = target(request)
+        if isinstance(name, JSONResponse):
+            return name
+        meta = read_meta(name)
+        if meta is None:
+            return error(404, f"no array named {name!r}")
+        if not readable(request, meta):
+            return error(401, f"array {name!r} is private: pass a token")
+        return name, meta
+
+    async def upload(request: Request) -> Response:
+        name = target(request)
+        if isinstance(name, JSONResponse):
+            return name
         if not authorized(request):
             return error(401, "uploads need a valid token")
         public = request.query_params.get("public", "true").lower() != "false"
@@ -212,14 +232,10 @@ def create_app(root: str, token_file: str | None = None, max_bytes: int | None =
                     os.unlink(p)
 
     async def download(request: Request) -> Response:
-        name = named(request)
-        if name is None:
-            return error(400, f"invalid array name {request.path_params['name']!r}")
-        meta = read_meta(name)
-        if meta is None:
-            return error(404, f"no array named {name!r}")
-        if not readable(request, meta):
-            return error(401, f"array {name!r} is private: pass a token")
+        found = visible(request)
+        if isinstance(found, JSONResponse):
+            return found
+        _, meta = found
         etag = f'"{meta["sha256"]}"'
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"etag": etag})
@@ -230,15 +246,8 @@ def create_app(root: str, token_file: str | None = None, max_bytes: int | None =
         )
 
     async def meta(request: Request) -> Response:
-        name = named(request)
-        if name is None:
-            return error(400, f"invalid array name {request.path_params['name']!r}")
-        m = read_meta(name)
-        if m is None:
-            return error(404, f"no array named {name!r}")
-        if not readable(request, m):
-            return error(401, f"array {name!r} is private: pass a token")
-        return JSONResponse(m)
+        found = visible(request)
+        return found if isinstance(found, JSONResponse) else JSONResponse(found[1])
 
     def all_meta(request: Request) -> list[dict]:
         out = []
@@ -253,9 +262,9 @@ def create_app(root: str, token_file: str | None = None, max_bytes: int | None =
         return JSONResponse({"arrays": all_meta(request)})
 
     async def remove(request: Request) -> Response:
-        name = named(request)
-        if name is None:
-            return error(400, f"invalid array name {request.path_params['name']!r}")
+        name = target(request)
+        if isinstance(name, JSONResponse):
+            return name
         if not authorized(request):
             return error(401, "deletes need a valid token")
         m = read_meta(name)
