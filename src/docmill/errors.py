@@ -106,13 +106,18 @@ def add_note(exc: BaseException, note: str) -> None:
             pass
 
 
-def require(module: str, extra: str):
-    """Import ``module`` or raise :class:`MissingExtra` naming ``pip install 'docmill[extra]'``."""
+def require(module: str, extra: str, feature: str | None = None):
+    """Import ``module`` or raise :class:`MissingExtra` naming ``pip install 'docmill[extra]'``
+    (and ``feature``, what needs it, when given)."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as e:
+        if feature is not None:
+            raise MissingExtra(
+                f"{feature} needs {module}: pip install 'docmill[{extra}]'"
+            ) from None
         raise MissingExtra(
             f"{module!r} is needed for this feature but is not installed; "
             f"install it with: pip install 'docmill[{extra}]'"

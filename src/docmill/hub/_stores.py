@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from docmill.errors import DocmillError, FormatError, MissingExtra
+from docmill.errors import DocmillError, FormatError, require
 from docmill.hub._names import check_name
 
 __all__ = ["FsspecStore", "HttpStore", "HubError", "Meta", "open_store"]
@@ -168,13 +168,7 @@ class HttpStore:
     RETRIES = 3  # connection attempts per request (connect errors only)
 
     def __init__(self, url: str, token: str | None = None) -> None:
-        try:
-            import httpx
-        except ImportError:
-            raise MissingExtra(
-                "pushing to / pulling from a hub server needs httpx: pip install 'docmill[hub]'"
-            ) from None
-        self._httpx = httpx
+        self._httpx = httpx = require("httpx", "hub", "pushing to / pulling from a hub server")
         self.url = url.rstrip("/")
         self.describe = self.url
         token = token or os.environ.get("DOCMILL_TOKEN") or None

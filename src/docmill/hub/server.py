@@ -37,7 +37,7 @@ import secrets
 import time
 from typing import Any
 
-from docmill.errors import FormatError, MissingExtra
+from docmill.errors import FormatError, require
 from docmill.hub._names import check_name
 
 __all__ = ["TokenFile", "create_app", "serve"]
@@ -46,12 +46,7 @@ log = logging.getLogger("docmill.hub")
 
 
 def _starlette() -> Any:
-    try:
-        import starlette  # noqa: F401
-    except ImportError:
-        raise MissingExtra(
-            "the hub server needs starlette and uvicorn: pip install 'docmill[hub]'"
-        ) from None
+    return require("starlette", "hub", "the hub server")
 
 
 # ---------------------------------------------------------------------- tokens

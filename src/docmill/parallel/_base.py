@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from docmill.errors import StartTimeout
+from docmill.errors import StartTimeout, require
 
 if TYPE_CHECKING:
     from docmill.parallel._options import Options
@@ -94,6 +94,10 @@ class Backend(ABC):
     #: a frozen dataclass of the options only this backend takes (validated in its
     #: ``__post_init__``), or None; the caller passes them as keywords
     options_class: ClassVar[type | None] = None
+    #: ``(module, extra)`` the backend cannot run without: :meth:`check` looks for the
+    #: module (found, not imported: an engine can take seconds to import) and raises
+    #: :class:`~docmill.MissingExtra` naming ``pip install 'docmill[extra]'``
+    requires: ClassVar[tuple[str, str] | None] = None
     #: how many tasks can run at the same time (read again by the core when elastic)
     num_workers: int = 1
     #: seconds one result costs the caller's process to take in (decoding it), as
@@ -116,6 +120,12 @@ class Backend(ABC):
         ):
             if not honoured and getattr(options, name) is not None:
                 raise ValueError(f"backend {cls.name!r} does not support {name}=")
+        if cls.requires is not None:
+            import importlib.util
+
+            module, extra = cls.requires
+            if importlib.util.find_spec(module) is None:
+                require(module, extra, f"backend={cls.name!r}")
 
     @abstractmethod
     def __init__(self, options: Options) -> None: ...

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any
 
-from docmill.errors import MissingExtra, WorkerCrashed
+from docmill.errors import WorkerCrashed, require
 from docmill.parallel._base import AddressOptions, Backend, Capabilities, Watchdog, settle
 
 if TYPE_CHECKING:
@@ -36,13 +36,7 @@ __all__ = ["DaskBackend"]
 
 
 def _distributed() -> Any:
-    try:
-        import distributed
-    except ImportError:
-        raise MissingExtra(
-            "backend='dask' needs dask.distributed: pip install 'docmill[dask]'"
-        ) from None
-    return distributed
+    return require("distributed", "dask", "backend='dask'")
 
 
 def _run(blob: bytes, task: Any) -> Any:
@@ -89,14 +83,7 @@ class DaskBackend(Backend):
         task_overhead=2e-3, isolated=True, elastic=True, replaces_workers=False
     )
     options_class = AddressOptions
-
-    @classmethod
-    def check(cls, options: Options) -> None:
-        super().check(options)
-        import importlib.util
-
-        if importlib.util.find_spec("distributed") is None:  # found, not imported: see below
-            _distributed()
+    requires = ("distributed", "dask")
 
     def __init__(self, options: Options) -> None:
         self._options = options

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any
 
-from docmill.errors import MissingExtra, WorkerCrashed, add_note
+from docmill.errors import WorkerCrashed, add_note, require
 from docmill.parallel._base import (
     AddressOptions,
     Backend,
@@ -42,11 +42,7 @@ __all__ = ["RayBackend"]
 
 
 def _ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise MissingExtra("backend='ray' needs ray: pip install 'docmill[ray]'") from None
-    return ray
+    return require("ray", "ray", "backend='ray'")
 
 
 class _Worker:
@@ -91,14 +87,7 @@ class RayBackend(Backend):
         task_overhead=2e-3, isolated=True, stops_timed_out=True, replaces_workers=False
     )
     options_class = AddressOptions
-
-    @classmethod
-    def check(cls, options: Options) -> None:
-        super().check(options)
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            _ray()
+    requires = ("ray", "ray")
 
     def __init__(self, options: Options) -> None:
         self._options = options
