@@ -147,6 +147,7 @@ class Checkpoint:
             else:
                 self._fs, self._where = fs, where.rstrip("/")
         self._file: Any = None
+        self._open = False  # between open() and close()
         self._truncate_to = 0
         self._parts = 0  # parts written (remote)
         self._frames: list[bytes] = []  # encoded, not uploaded yet (remote)
@@ -350,7 +351,7 @@ class Checkpoint:
         is then a complete docmill stream)."""
         from docmill.io._format import end_frame
 
-        if not getattr(self, "_open", False):
+        if not self._open:
             return
         self._open = False
         try:

@@ -236,8 +236,8 @@ class _Sizer:
         self, backend: Backend, options: Options, total: int | None, auto_chunks: bool
     ) -> None:
         caps = backend.capabilities
-        self.backend = backend if caps.elastic else None  # its worker count may change
-        self._measured = backend  # its caller_cost
+        self.backend = backend  # read again: caller_cost, and num_workers when elastic
+        self.elastic = caps.elastic
         self.num_workers = max(1, backend.num_workers)
         self.ahead = caps.concurrent  # False: never run ahead (serial)
         # chunks of this much work hide the backend's per-task cost behind <= 2%
@@ -258,7 +258,7 @@ class _Sizer:
 
     def next_chunk(self, inflight: int, running: bool) -> int:
         """Items to take now (0: the window is full)."""
-        if self.backend is not None and self.backend.num_workers != self.num_workers:
+        if self.elastic and self.backend.num_workers != self.num_workers:
             self.num_workers = max(1, self.backend.num_workers)
             self.cap = self._cap()
         n = self.size
@@ -280,7 +280,7 @@ class _Sizer:
     def observe(self, n: int, seconds: float) -> None:
         """A chunk of ``n`` items took ``seconds`` in the worker: aim at ``self.target``."""
         ideal = int(self.target * n / seconds) if seconds > 0 else self.cap
-        caller = getattr(self._measured, "caller_cost", 0.0)
+        caller = getattr(self.backend, "caller_cost", 0.0)
         if caller > 0:  # results the caller must decode one by one (tiny Documents)
             ideal = min(ideal, max(1, int(CALLER_SECONDS / caller)))
         self.size = max(1, min(self.cap, self.byte_cap, ideal, self.size * _GROWTH))
