@@ -11,6 +11,10 @@ Workloads (2 worker processes everywhere, the same kernel for every engine):
 - ``results``: arrays made in the worker and returned: 64 KiB, 1 MiB and 16 MiB
   (1 GiB in all at each size); the consumer reads one byte of each. The physical
   reference is a same-run ``memcpy`` of the same bytes.
+- ``image``: the seed's job (``foo``: decode a 320x240 JPEG, normalize, channels
+  first) over 2,000 generated JPEGs, every result kept. docmill's ``apply`` and ``map``
+  on processes (and threads, for reference) against the same ``foo`` in a plain loop
+  and on each peer.
 - ``scaling``: docmill and ``Pool.imap`` at 1k, 10k, 100k and 1M ints (items/s).
 - ``overlap``: the seed's CPU/GPU pipeline (unit 0.02 s: 64 batches of 16, CPU 1 unit
   per batch on 4 workers, GPU 2 units in the consumer): ``map_batch`` on threads and
@@ -62,7 +66,11 @@ class Make:
         return np.full(self.nbytes, i & 0xFF, np.uint8)
 
 
-def _inputs(workload: str, n: int) -> list:
+def _inputs(workload: str, n: int, folder: str = "") -> list:
+    if workload == "image":
+        from docmill import DocumentArray
+
+        return DocumentArray.from_files(os.path.join(folder, "*.jpg"))[:n]
     if workload == "docs":
         from docmill import Document
 
@@ -71,6 +79,9 @@ def _inputs(workload: str, n: int) -> list:
 
 
 def _consume(it: Any, workload: str) -> int:
+    if workload == "image":  # every result kept, as apply keeps them
+        kept = list(it)
+        return sum(d.tensor.shape == (3, 240, 320) for d in kept)
     if workload == "results":
         return sum(int(a[0]) for a in it)  # touch each result once
     n = 0
@@ -89,6 +100,17 @@ def c_docmill(data: list, fn: Callable, workload: str, arg: Any) -> int:
 
     kw = {} if arg is None else {"chunksize": arg}
     return _consume(parallel.map(fn, data, backend="process", num_worker=WORKERS, **kw), workload)
+
+
+def c_docmill_apply(data: list, fn: Callable, workload: str, arg: Any) -> int:
+    data.apply(fn, backend=arg or "process", num_worker=WORKERS)  # in place, all kept
+    return _consume(data, workload)
+
+
+def c_docmill_thread(data: list, fn: Callable, workload: str, arg: Any) -> int:
+    from docmill import parallel
+
+    return _consume(parallel.map(fn, data, backend="thread", num_worker=WORKERS), workload)
 
 
 def c_pool(data: list, fn: Callable, workload: str, arg: Any) -> int:
@@ -142,6 +164,13 @@ def c_datasets(data: list, fn: Callable, workload: str, arg: Any) -> int:
     import datasets
 
     datasets.disable_progress_bars()
+    if workload == "image":  # a Dataset holds columns: uris in, tensors out
+        from docmill import Document
+
+        ds = datasets.Dataset.from_dict({"uri": [d.uri for d in data]})
+        out = ds.map(lambda row: {"tensor": fn(Document(uri=row["uri"])).tensor},
+                     num_proc=WORKERS, remove_columns=["uri"]).with_format("numpy")  # fmt: skip
+        return sum(t.shape == (3, 240, 320) for t in out["tensor"])
     ds = datasets.Dataset.from_dict({"x": data})
     out = ds.map(lambda row: {"x": fn(row["x"])}, num_proc=WORKERS)
     return _consume(out["x"], workload)
@@ -150,6 +179,8 @@ def c_datasets(data: list, fn: Callable, workload: str, arg: Any) -> int:
 CONTENDERS: dict[str, tuple[Callable, str | None]] = {
     "plain loop": (c_loop, None),
     "docmill process": (c_docmill, None),
+    "docmill apply": (c_docmill_apply, None),
+    "docmill thread": (c_docmill_thread, None),
     "Pool.imap": (c_pool, None),
     "ProcessPoolExecutor": (c_futures, None),
     "mpire": (c_mpire, "mpire"),
@@ -174,6 +205,9 @@ def _installed(module: str | None) -> bool:
 WARM = {
     "docmill process": ["docmill.parallel.process", "docmill.parallel.shm",
                         "docmill.parallel._inplace"],
+    "docmill apply": ["docmill.parallel.process", "docmill.parallel.shm",
+                      "docmill.parallel._inplace"],
+    "docmill thread": ["docmill.parallel.thread", "docmill.parallel._inplace"],
     "Pool.imap": ["multiprocessing.pool"],
     "ProcessPoolExecutor": ["concurrent.futures.process"],
     "mpire": ["mpire"],
@@ -189,8 +223,11 @@ def child(spec: dict) -> None:
     workload, n, name, arg = spec["workload"], spec["n"], spec["name"], spec["arg"]
     for module in WARM.get(name, []):
         importlib.import_module(module)
-    fn = Make(spec["nbytes"]) if workload == "results" else identity
-    data = _inputs(workload, n)
+    if workload == "image":
+        from docmill._demo import foo as fn
+    else:
+        fn = Make(spec["nbytes"]) if workload == "results" else identity
+    data = _inputs(workload, n, spec.get("folder", ""))
     run = CONTENDERS[name][0]
     if name == "memcpy":  # the physical reference: the same bytes, copied once, in
         # pieces of the result's size through 256 MiB buffers (out of cache, as results are)
@@ -206,7 +243,7 @@ def child(spec: dict) -> None:
         t0 = time.perf_counter()
         got = run(data, fn, workload, arg)
         seconds = time.perf_counter() - t0
-        expect = n if workload != "results" else sum(i & 0xFF for i in range(n))
+        expect = sum(i & 0xFF for i in range(n)) if workload == "results" else n
         if got != expect:
             raise SystemExit(f"{name}: got {got}, expected {expect}")
     print(json.dumps({"seconds": seconds}))
@@ -239,9 +276,10 @@ def best_of(specs: list[dict], rounds: int) -> dict[str, float]:
     return best
 
 
-def _spec(workload: str, n: int, name: str, arg: Any = None, label: str = "", nbytes: int = 0):
+def _spec(workload: str, n: int, name: str, arg: Any = None, label: str = "", nbytes: int = 0,
+          folder: str = ""):  # fmt: skip
     return {"workload": workload, "n": n, "name": name, "arg": arg, "nbytes": nbytes,
-            "label": label or name}  # fmt: skip
+            "label": label or name, "folder": folder}  # fmt: skip
 
 
 def table(title: str, best: dict[str, float], n: int, ref: str, unit: str = "items/s") -> None:
@@ -249,7 +287,7 @@ def table(title: str, best: dict[str, float], n: int, ref: str, unit: str = "ite
     print(f"  {'contender':34s} {'seconds':>8s} {unit:>12s}   vs {ref}")
     base = best.get(ref)
     for label, s in sorted(best.items(), key=lambda kv: kv[1]):
-        rate = n / s if unit == "items/s" else n / s / 2**30
+        rate = n / s / 2**30 if unit == "GiB/s" else n / s
         ratio = f"{base / s:.2f}x" if base else "-"
         print(f"  {label:34s} {s:8.3f} {rate:12,.1f}   {ratio}")
 
@@ -291,6 +329,28 @@ def results(rounds: int) -> None:
         best = best_of(specs, rounds)
         table(f"results of {size_name} made in the worker: {n:,} of them (1 GiB), "
               f"{WORKERS} processes", best, TOTAL_BYTES, "docmill auto", "GiB/s")  # fmt: skip
+
+
+def image(n: int, rounds: int) -> None:
+    import tempfile
+
+    from docmill import _demo
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = str(_demo.make_images(os.path.join(tmp, "jpg"), n))
+        spec = lambda name, arg=None, label="": _spec("image", n, name, arg, label, folder=folder)  # noqa: E731
+        specs = [spec("plain loop"), spec("docmill apply", None, "docmill apply process"),
+                 spec("docmill process", None, "docmill map process"),
+                 spec("docmill apply", "thread", "docmill apply thread"),
+                 spec("Pool.imap", 16, "Pool.imap chunksize=16"),
+                 spec("ProcessPoolExecutor", 16, "ProcessPoolExecutor chunksize=16")]  # fmt: skip
+        for name, (_, module) in CONTENDERS.items():
+            if module is not None and _installed(module):
+                label = "torch DataLoader batch 16" if name == "torch DataLoader" else ""
+                specs.append(spec(name, 16 if label else None, label))
+        best = best_of(specs, rounds)
+    table(f"image job: foo over {n:,} JPEGs 320x240, results kept, {WORKERS} workers",
+          best, n, "plain loop", "img/s")  # fmt: skip
 
 
 def scaling(rounds: int) -> None:
@@ -369,9 +429,10 @@ def overlap(rounds: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="ints,docs,results,scaling,overlap")
+    ap.add_argument("--only", default="ints,docs,results,image,scaling,overlap")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("-n", type=int, default=200_000, help="items of the ints/docs workloads")
+    ap.add_argument("--images", type=int, default=2000, help="JPEGs of the image workload")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -385,6 +446,8 @@ def main() -> None:
         tiny("docs", args.n, args.rounds)
     if "results" in only:
         results(args.rounds)
+    if "image" in only:
+        image(args.images, args.rounds)
     if "scaling" in only:
         scaling(args.rounds)
     if "overlap" in only:

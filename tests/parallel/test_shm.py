@@ -594,6 +594,34 @@ def test_forked_workers_read_a_list_from_their_own_memory(as_list):
     assert INHERITED == {}  # forgotten once the map ended
 
 
+_MADE: list = []  # (in a worker) weak references to the results it made
+
+
+def _fill_and_count(d: Document) -> None:
+    import weakref
+
+    d.tensor = np.ones(64 * KB, np.uint8)
+    d.tags["alive"] = sum(r() is not None for r in _MADE)  # earlier results still held
+    _MADE.append(weakref.ref(d.tensor))
+
+
+@pytest.mark.parametrize("held_elsewhere", [False, True])
+def test_a_forked_worker_keeps_no_result_of_apply_alive(held_elsewhere):
+    """``apply``'s func fills inherited Documents with their results; the worker hands
+    it copies and lets go of its copy of the range, so once a chunk's results are sent
+    nothing in the worker holds them, even when another list of the caller's holds the
+    same Documents (before: every result stayed alive in the worker, and each new one
+    needed fresh pages)."""
+    docs = [Document(id=f"d{i}") for i in range(60)]
+    da = DocumentArray(docs)
+    if not held_elsewhere:
+        del docs
+    da.apply(_fill_and_count, backend="process", num_worker=2, chunksize=2, start_method="fork")
+    assert all(d.tensor.sum() == 64 * KB for d in da)
+    assert max(d.tags["alive"] for d in da) <= 2  # (this chunk's other result)
+    assert [d.id for d in da] == [f"d{i}" for i in range(60)]
+
+
 def _square_logged(log_dir, x):
     import os as _os
 

@@ -254,9 +254,10 @@ def _iter(caller: str, iterable: Any) -> Iterator[Any]:
 
 
 def _source(iterable: Any) -> Any:
-    """What forked workers may index instead of receiving the items: a list or tuple
-    (a DocumentArray's own list of Documents)."""
-    if type(iterable) in (list, tuple):
+    """What forked workers may index instead of receiving the items: a list (or a
+    DocumentArray's own list of Documents). Not a tuple: a worker drops its copy of
+    the items it has read, which a tuple's slots cannot do."""
+    if type(iterable) is list:
         return iterable
     docs = getattr(iterable, "_docs", None)  # a DocumentArray
     return docs if type(docs) is list else None

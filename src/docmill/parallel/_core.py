@@ -102,7 +102,7 @@ def stream(
 ) -> Iterator[Any]:
     """Run ``func`` over ``it`` on the backend ``options`` name, lazily.
 
-    ``source``: the list or tuple ``it`` iterates from its start, when there is one: a
+    ``source``: the list ``it`` iterates from its start, when there is one: a
     backend that forks its workers (``inherit``) then sends index ranges of it instead
     of the items (the workers read the items as they were when they were started).
 

@@ -19,8 +19,10 @@ the receiver rebuilds the object with
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import struct
+import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -106,8 +108,9 @@ def batched(items: Any) -> Any:
     return items
 
 
-#: token -> a sequence the workers inherited when they were forked (see :class:`Span`)
-INHERITED: dict[str, Any] = {}
+#: token -> (pid of the process that made it, a list the workers inherited when they
+#: were forked) (see :class:`Span`)
+INHERITED: dict[str, tuple[int, list]] = {}
 
 
 class Span:
@@ -126,8 +129,32 @@ class Span:
 
 
 def _inherited(token: str, start: int, stop: int) -> list:
-    seq = INHERITED[token]
-    return list(seq[start:stop])
+    owner, seq = INHERITED[token]
+    items = seq[start:stop]
+    if os.getpid() == owner:
+        return items
+    # In a worker, ``func`` must not change the inherited objects: a Document that
+    # ``apply``'s func fills with its result stays referenced by the worker's copy of
+    # the caller's array (and of any other list holding it), so every result would
+    # stay alive in the worker and each new one need fresh pages. So the worker lets
+    # go of its copy of the range (it reads each range once: a re-run sends the items
+    # themselves) and hands ``func`` copies of items with a batch reducer (Documents).
+    seq[start:stop] = [None] * len(items)
+    return _copies(items)
+
+
+def _copies(items: list) -> list:
+    """New objects built from the items' state (through their batch reducer, with no
+    bytes in between), or ``items`` when they have none."""
+    cls = type(items[0]) if items else None
+    reduce_many = BATCH_REDUCERS.get(cls)  # type: ignore[arg-type]
+    if reduce_many is None or not all(type(x) is cls for x in items):
+        return items
+    r = reduce_many(items, sys.maxsize)  # (nothing out of band)
+    if r is NotImplemented:
+        return items
+    rebuild, args = r
+    return rebuild(*args)
 
 
 def reducer_modules() -> tuple[str, ...]:

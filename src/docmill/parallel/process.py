@@ -293,13 +293,13 @@ class ProcessBackend(Backend):
                 self._wakeup.notify()  # the feeder may give it queued tasks
 
     def inherit(self, seq: Any) -> str | None:
-        """Called before :meth:`start`: workers forked from now on hold ``seq`` (a list
-        or tuple), so a task may be a :class:`Span` of it; the token to make Spans with,
+        """Called before :meth:`start`: workers forked from now on hold ``seq`` (a list),
+        so a task may be a :class:`Span` of it; the token to make Spans with,
         or None when workers are not forked (spawn / forkserver start from scratch)."""
         if self._method != "fork":
             return None
         self._token = f"{os.getpid()}-{id(self)}"
-        INHERITED[self._token] = seq
+        INHERITED[self._token] = (os.getpid(), seq)
         return self._token
 
     def submit(self, task: Any, timeout: float | None = None) -> Future:
