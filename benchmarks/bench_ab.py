@@ -33,6 +33,22 @@ WORKLOADS = {
         def work():
             return sum(1 for _ in parallel.map(ident, da, backend="process", num_worker=2))
     """,
+    "process map, 200k tiny Documents (a list)": """
+        from docmill import parallel, Document
+        docs = [Document(id=f"{i:08d}", text="a tiny document") for i in range(200_000)]
+        def work():
+            return sum(1 for _ in parallel.map(ident, docs, backend="process", num_worker=2))
+    """,
+    "process apply, 1k JPEGs (the seed's foo)": """
+        from docmill import DocumentArray, _demo
+        import tempfile
+        tmp = tempfile.TemporaryDirectory()  # (removed at exit)
+        folder = _demo.make_images(tmp.name, 1000)
+        def work():
+            da = DocumentArray.from_files(str(folder / "*.jpg"))
+            da.apply(_demo.foo, backend="process", num_worker=2)
+            return len(da)
+    """,
     "thread map, 200k ints": """
         from docmill import parallel
         def work():

@@ -407,3 +407,15 @@ def test_bad_inputs_surface_clear_errors(tmp_path):
         Document(tensor=RGB[..., 0]).set_image_tensor_normalization()
     with pytest.raises(ValueError, match=r"shape \(10, 14, 3\) has 10 channels"):
         Document(tensor=RGB).set_image_tensor_normalization(channel_axis=0)
+
+
+def test_shallow_copies_share_values_and_leave_the_originals_alone():
+    from docmill.document import shallow_copies
+
+    docs = [Document(id=f"d{i}", text="t", tensor=np.arange(3)) for i in range(3)]
+    copies = shallow_copies(docs)
+    assert [c.id for c in copies] == ["d0", "d1", "d2"]
+    assert all(c is not d and c.tensor is d.tensor for c, d in zip(copies, docs))
+    copies[0].tensor = np.zeros(2)
+    copies[1].text = "changed"
+    assert docs[0].tensor.tolist() == [0, 1, 2] and docs[1].text == "t"

@@ -39,12 +39,17 @@ from docmill.document import (
     from_state,
     from_states,
     set_state,
+    shallow_copies,
     state_of,
 )
 from docmill.parallel._core import describe_item, stream
 from docmill.parallel._options import Options
 from docmill.parallel._runner import FAILED
-from docmill.parallel._shm_codec import register_batch_reducer, register_reducer
+from docmill.parallel._shm_codec import (
+    register_batch_reducer,
+    register_copier,
+    register_reducer,
+)
 
 __all__ = [
     "AsBatch",
@@ -248,3 +253,4 @@ def _reduce_documents(docs: list[Document], min_buffer: int) -> Any:
 _blob_of = operator.itemgetter(_BLOB)
 register_reducer(Document, _reduce_document)
 register_batch_reducer(Document, _reduce_documents)
+register_copier(Document, shallow_copies)

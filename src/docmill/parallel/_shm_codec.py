@@ -22,15 +22,17 @@ import io
 import os
 import pickle
 import struct
-import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from docmill.parallel.transport import gc_paused
+
 __all__ = [
     "ALIGN",
     "BATCH_REDUCERS",
+    "COPIERS",
     "INHERITED",
     "MIN_BUFFER",
     "REDUCERS",
@@ -45,6 +47,7 @@ __all__ = [
     "parse",
     "reducer_modules",
     "register_batch_reducer",
+    "register_copier",
     "register_reducer",
 ]
 
@@ -108,6 +111,18 @@ def batched(items: Any) -> Any:
     return items
 
 
+#: type -> ``copy_many(items)``: shallow copies of a list of exactly that type, so that
+#: ``func`` in a forked worker changes copies of the inherited items (see :class:`Span`)
+COPIERS: dict[type, Callable[[list], list]] = {}
+
+
+def register_copier(cls: type, copy_many: Callable[[list], list]) -> None:
+    """Hand ``func`` in a forked worker copies of inherited ``cls`` items, made by
+    ``copy_many`` (see :data:`COPIERS`)."""
+    COPIERS[cls] = copy_many
+    _REGISTRANTS[copy_many.__module__] = None
+
+
 #: token -> (pid of the process that made it, a list the workers inherited when they
 #: were forked) (see :class:`Span`)
 INHERITED: dict[str, tuple[int, list]] = {}
@@ -138,23 +153,20 @@ def _inherited(token: str, start: int, stop: int) -> list:
     # the caller's array (and of any other list holding it), so every result would
     # stay alive in the worker and each new one need fresh pages. So the worker lets
     # go of its copy of the range (it reads each range once: a re-run sends the items
-    # themselves) and hands ``func`` copies of items with a batch reducer (Documents).
+    # themselves) and hands ``func`` copies of items with a copier (Documents).
     seq[start:stop] = [None] * len(items)
     return _copies(items)
 
 
 def _copies(items: list) -> list:
-    """New objects built from the items' state (through their batch reducer, with no
-    bytes in between), or ``items`` when they have none."""
+    """Shallow copies of the items (through the copier registered for their type), or
+    ``items`` when they have none."""
     cls = type(items[0]) if items else None
-    reduce_many = BATCH_REDUCERS.get(cls)  # type: ignore[arg-type]
-    if reduce_many is None or not all(type(x) is cls for x in items):
+    copy_many = COPIERS.get(cls)  # type: ignore[arg-type]
+    if copy_many is None or not all(type(x) is cls for x in items):
         return items
-    r = reduce_many(items, sys.maxsize)  # (nothing out of band)
-    if r is NotImplemented:
-        return items
-    rebuild, args = r
-    return rebuild(*args)
+    with gc_paused():
+        return copy_many(items)
 
 
 def reducer_modules() -> tuple[str, ...]:
