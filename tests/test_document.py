@@ -412,10 +412,11 @@ def test_bad_inputs_surface_clear_errors(tmp_path):
 def test_shallow_copies_share_values_and_leave_the_originals_alone():
     from docmill.document import shallow_copies
 
-    docs = [Document(id=f"d{i}", text="t", tensor=np.arange(3)) for i in range(3)]
+    docs = [Document(id=f"d{i}", tensor=np.arange(3), tags={"k": i}) for i in range(3)]
     copies = shallow_copies(docs)
     assert [c.id for c in copies] == ["d0", "d1", "d2"]
-    assert all(c is not d and c.tensor is d.tensor for c, d in zip(copies, docs))
+    assert all(c is not d and c.tensor is d.tensor for c, d in zip(copies, docs, strict=True))
     copies[0].tensor = np.zeros(2)
-    copies[1].text = "changed"
-    assert docs[0].tensor.tolist() == [0, 1, 2] and docs[1].text == "t"
+    copies[1].id = "changed"
+    assert docs[0].tensor.tolist() == [0, 1, 2] and docs[1].id == "d1"
+    assert copies[2].tags is docs[2].tags  # (shallow)
