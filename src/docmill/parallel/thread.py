@@ -55,13 +55,15 @@ class ThreadBackend(Backend):
         self._watchdog = Watchdog("docmill-thread-watchdog")
         self._broken: BaseException | None = None
         self._closed = False
+        self._started = 0  # threads started for tasks (replacements not counted)
 
     # ------------------------------------------------------------------ Backend
     def start(self, fn: Callable[[Any], Any]) -> None:
+        # The threads start with the first tasks, one per submit (as a
+        # ThreadPoolExecutor's): starting a thread makes the caller wait for it, so
+        # the thread that took the first task is already at work while the others
+        # start (all started first, the first task would wait for them).
         self._fn = fn
-        with self._lock:
-            for _ in range(self.num_workers):
-                self._spawn()
 
     def submit(self, task: Any, timeout: float | None = None) -> Future:
         f: Future = Future()
@@ -71,6 +73,11 @@ class ThreadBackend(Backend):
             f.set_exception(self._broken)
             return f
         self._queue.put((f, task, timeout))
+        if self._started < self.num_workers:
+            with self._lock:
+                if self._started < self.num_workers and not self._closed:
+                    self._started += 1
+                    self._spawn()
         return f
 
     def shutdown(self, cancel: bool = False) -> None:
