@@ -86,6 +86,8 @@ _TERM_GRACE = 0.5
 _EXIT_GRACE = 5.0
 #: Longest wait of the collector: how late it notices a shutdown or a new deadline.
 _POLL = 0.2
+#: Longest the collector waits for the first task to be sent before forking the rest.
+_FIRST_WAIT = 0.05
 #: Workers dying right after start, with no task, this many times in a row -> broken.
 _MAX_STARTUP_DEATHS = 3
 
@@ -208,6 +210,8 @@ class ProcessBackend(Backend):
         self._transport: Transport | None = None
         self._blob = b""
         self._threads: list[threading.Thread] = []
+        self._first_sent = threading.Event()  # (the collector forks the rest after it)
+        self._forked_all = False  # until then, one task per worker
 
     # ------------------------------------------------------------------ public
     def start(self, fn: Callable[[Any], Any]) -> None:
@@ -240,6 +244,9 @@ class ProcessBackend(Backend):
         # From the main thread, only the first worker is forked here: the collector
         # forks the others while the first task already runs (forking a 100 MB
         # parent costs ~2 ms a worker; the first result need not wait for all).
+        # The feeder starts before the collector, and the collector forks once the first
+        # task is sent (or after _FIRST_WAIT): a fork holds the GIL (~2-3 ms each
+        # here), so forking first kept the first task in the parent for ~10 ms.
         from_main = threading.current_thread() is threading.main_thread()
         started = threading.Event()
         failed: list[BaseException] = []
@@ -250,12 +257,12 @@ class ProcessBackend(Backend):
                 self.shutdown(cancel=True)
                 raise
             started.set()
+        self._threads.append(self._thread(self._feed, "feeder"))
         self._threads.append(self._thread(self._collect, "collector", started, failed))
         started.wait()
         if failed:
             self.shutdown(cancel=True)
             raise failed[0]
-        self._threads.append(self._thread(self._feed, "feeder"))
 
     def _thread(self, target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
         t = threading.Thread(target=target, args=args, name=f"docmill-process-{name}", daemon=True)
@@ -269,7 +276,18 @@ class ProcessBackend(Backend):
                 self._workers.append(w)
 
     def _start_the_rest(self) -> None:
-        """The workers start() left to the collector (it forks them: it outlives them)."""
+        """The workers start() left to the collector (it forks them: it outlives them),
+        once the first task has reached the first worker."""
+        if self.num_workers > 1:
+            self._first_sent.wait(_FIRST_WAIT)
+        try:
+            self._fork_the_rest()
+        finally:
+            with self._lock:
+                self._forked_all = True
+                self._wakeup.notify()  # the feeder may send a second task to each
+
+    def _fork_the_rest(self) -> None:
         while True:
             with self._lock:
                 if self._state != "running" or len(self._workers) >= self.num_workers:
@@ -463,10 +481,13 @@ class ProcessBackend(Backend):
                 self._wakeup.wait()
 
     def _pick_worker(self) -> _Worker | None:
+        # one task each while the collector still forks the others: a second one would
+        # wait behind the first while a worker that is about to start has none
+        cap = _INFLIGHT_PER_WORKER if self._forked_all else 1
         best = None
         for w in self._workers:
             n = len(w.inflight)
-            free = not w.stopping and not w.dead and n < _INFLIGHT_PER_WORKER
+            free = not w.stopping and not w.dead and n < cap
             if free and (best is None or n < len(best.inflight)):
                 best = w
         return best
@@ -475,6 +496,7 @@ class ProcessBackend(Backend):
         try:
             if payload is not None:
                 w.conn.send_bytes(payload)
+                self._first_sent.set()
             if stop:
                 w.conn.send_bytes(b"")
         except OSError:
@@ -490,6 +512,7 @@ class ProcessBackend(Backend):
         if not started.is_set():  # start() was called from another thread than main
             try:
                 self._start_workers()
+                self._forked_all = True
             except BaseException as e:
                 failed.append(e)
             finally:
