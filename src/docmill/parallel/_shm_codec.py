@@ -299,6 +299,8 @@ def encode(obj: Any, threshold: int) -> tuple[bytes, list[memoryview]]:
     What the standard pickler refuses is pickled again with cloudpickle (see
     :func:`docmill.parallel.transport.dumps` for why).
     """
+    if type(obj) is Span:  # a task of inherited items: three numbers, nothing to take out
+        return pickle.dumps(obj, protocol=5), []
     try:
         return _encode(obj, threshold, _Pickler)
     except Exception as e:
