@@ -594,6 +594,24 @@ def test_forked_workers_read_a_list_from_their_own_memory(as_list):
     assert INHERITED == {}  # forgotten once the map ended
 
 
+def _where_batch(batch: DocumentArray) -> list:
+    return [(on_mmap(d.tensor), int(d.tensor[0]), d.id) for d in batch]
+
+
+def test_map_batch_workers_cut_batches_from_their_own_memory():
+    """map_batch over a DocumentArray sends forked workers index ranges too: each worker
+    cuts its batches from the Documents it inherited (the last batch shorter)."""
+    da = DocumentArray(Document(id=f"d{i}", tensor=np.full(32 * KB, i)) for i in range(42))
+    out = list(da.map_batch(_where_batch, 8, backend="process", num_worker=2, start_method="fork"))
+    assert [len(b) for b in out] == [8, 8, 8, 8, 8, 2]
+    flat = [x for b in out for x in b]
+    assert [(v, i) for _, v, i in flat] == [(k, f"d{k}") for k in range(42)]
+    assert not any(mm for mm, _, _ in flat)  # inherited, not copied into shared memory
+    shuffled = list(da.map_batch(_where_batch, 8, backend="process", num_worker=2, shuffle=True))
+    assert sorted(i for b in shuffled for _, _, i in b) == sorted(f"d{k}" for k in range(42))
+    assert all(mm for b in shuffled for mm, _, _ in b)  # a shuffled order travels
+
+
 _MADE: list = []  # (in a worker) weak references to the results it made
 
 

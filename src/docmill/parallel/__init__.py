@@ -125,6 +125,8 @@ def map_batch(
         unit="batch",
         describe=describe_batch,
         auto_chunks=False,
+        source=None if shuffle else _source(iterable),  # (forked workers cut the batches)
+        source_batch=batch_size,
     )
 
 

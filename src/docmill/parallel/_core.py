@@ -102,12 +102,15 @@ def stream(
     flat: bool = True,
     sizeof: Callable[[Any], int] | None = None,
     source: Sequence[Any] | None = None,
+    source_batch: int = 0,
 ) -> Iterator[Any]:
     """Run ``func`` over ``it`` on the backend ``options`` name, lazily.
 
     ``source``: the list ``it`` iterates from its start, when there is one: a
     backend that forks its workers (``inherit``) then sends index ranges of it instead
     of the items (the workers read the items as they were when they were started).
+    ``source_batch``: ``it``'s items are lists of that many consecutive elements of
+    ``source`` (the last may be shorter), as ``map_batch`` cuts them.
 
     Yields each result (``flat=True``), or ``(start, items, results)`` per chunk.
     ``sizeof(item)``, when given, estimates an item's payload bytes (for
@@ -121,7 +124,7 @@ def stream(
     report = options.report if options.report is not None else Report()
     skip = [0]  # shared with the Run (the generator must not hold the Run: no cycle)
     gen = _stream(func, it, options, total, unit, describe, auto_chunks, flat, sizeof, report,
-                  skip, source)  # fmt: skip
+                  skip, source, source_batch)  # fmt: skip
     return Run(gen, report, skip, options.checkpoint is None, flat)
 
 
@@ -176,6 +179,7 @@ def _stream(
     report: Report,
     skip: list,
     source: Sequence[Any] | None,
+    source_batch: int,
 ) -> Iterator[Any]:
     first = None
     if skip[0]:  # done elsewhere: skip them unseen, and count positions from there
@@ -218,7 +222,7 @@ def _stream(
         backend.start(ChunkRunner(func, policy))
         sizer = _Sizer(backend, options, total, auto_chunks)
         yield from _run(backend, it, options, sizer, describe, unit, flat, sizeof, bar, report,
-                        first or 0, ckpt, token)  # fmt: skip
+                        first or 0, ckpt, token, source_batch)  # fmt: skip
         finished = True
         report._limit(options.max_failures, report.done + report.failed, total, final=True)
         report._warn()
@@ -319,6 +323,7 @@ def _run(
     first: int = 0,
     ckpt: Any = None,
     token: str | None = None,
+    source_batch: int = 0,
 ) -> Iterator[Any]:
     timeout = options.timeout
     ordered = options.ordered
@@ -343,7 +348,8 @@ def _run(
                     break
             if sample and token is None:  # (inherited items do not travel)
                 sizer.sample(sizeof(chunk[0]))
-            task = chunk if token is None else Span(token, taken, chunk)  # (indices only)
+            # (inherited: indices only)
+            task = chunk if token is None else Span(token, taken, chunk, source_batch)
             f = backend.submit(task, None if timeout is None else timeout * len(chunk))
             pending[taken] = slot = _Slot(chunk, wake)
             taken += len(chunk)

@@ -132,15 +132,21 @@ class Span:
     """Items ``start .. start + len(items)`` of an inherited sequence (``INHERITED[token]``):
     pickled as those three numbers, rebuilt in a forked worker from its own copy of
     the sequence, so the items themselves never cross the process boundary (as a
-    torch DataLoader's workers index their dataset)."""
+    torch DataLoader's workers index their dataset). With ``batch`` > 0 the items are
+    lists of ``batch`` consecutive elements (the last may be shorter), and ``start``
+    counts such lists."""
 
-    __slots__ = ("items", "start", "token")
+    __slots__ = ("batch", "items", "start", "token")
 
-    def __init__(self, token: str, start: int, items: list) -> None:
-        self.token, self.start, self.items = token, start, items
+    def __init__(self, token: str, start: int, items: list, batch: int = 0) -> None:
+        self.token, self.start, self.items, self.batch = token, start, items, batch
 
     def __reduce__(self) -> Any:
-        return _inherited, (self.token, self.start, self.start + len(self.items))
+        if not self.batch:
+            return _inherited, (self.token, self.start, self.start + len(self.items))
+        first = self.start * self.batch
+        stop = first + sum(map(len, self.items))
+        return _inherited_batches, (self.token, first, stop, self.batch)
 
 
 def _inherited(token: str, start: int, stop: int) -> list:
@@ -156,6 +162,11 @@ def _inherited(token: str, start: int, stop: int) -> list:
     # themselves) and hands ``func`` copies of items with a copier (Documents).
     seq[start:stop] = [None] * len(items)
     return _copies(items)
+
+
+def _inherited_batches(token: str, start: int, stop: int, batch: int) -> list[list]:
+    items = _inherited(token, start, stop)
+    return [items[i : i + batch] for i in range(0, len(items), batch)]
 
 
 def _copies(items: list) -> list:
