@@ -623,6 +623,22 @@ def _fill_and_count(d: Document) -> None:
     _MADE.append(weakref.ref(d.tensor))
 
 
+def _small_then_big(d: Document) -> None:
+    if int(d.id[1:]) >= 20:  # tiny results first (items are not copied), then big ones
+        _fill_and_count(d)
+    else:
+        d.tags["alive"] = 0
+
+
+def test_a_forked_worker_copies_again_once_results_grow():
+    docs = [Document(id=f"d{i}") for i in range(60)]
+    da = DocumentArray(docs)
+    da.apply(_small_then_big, backend="process", num_worker=2, chunksize=2, start_method="fork")
+    assert all(d.tensor.sum() == 64 * KB for d in da[20:])
+    # the chunk that showed the results grew keeps its two alive in the worker
+    assert max(d.tags["alive"] for d in da) <= 4
+
+
 @pytest.mark.parametrize("held_elsewhere", [False, True])
 def test_a_forked_worker_keeps_no_result_of_apply_alive(held_elsewhere):
     """``apply``'s func fills inherited Documents with their results; the worker hands

@@ -32,7 +32,7 @@ import cloudpickle
 
 from docmill.errors import RemoteTraceback, add_note
 from docmill.parallel._runner import provide_worker_state
-from docmill.parallel._shm_codec import batched
+from docmill.parallel._shm_codec import batched, results_were
 from docmill.parallel.transport import gc_paused
 
 __all__ = ["READY", "RemoteError", "worker_main"]
@@ -140,13 +140,15 @@ def worker_main(conn: Any, blob: bytes, parent_pid: int, method: str) -> None:
                     # decoding it and encoding its results (the core sizes chunks by
                     # them; for tiny items that is most of the cost)
                     outs, seconds, err = result
-                    seconds += t_load + per_result * len(outs)
+                    n_out = len(outs)
+                    seconds += t_load + per_result * n_out
                     result = (batched(outs), seconds, err)
                     t0 = perf_counter()
                     out = dumps(result)
                     per_result = (perf_counter() - t0) / max(1, len(outs))
                     del outs
                 else:
+                    n_out = 1
                     out = dumps(result)
             except BaseException as e:
                 _control(conn, RemoteError(e, "result", where))
@@ -154,6 +156,7 @@ def worker_main(conn: Any, blob: bytes, parent_pid: int, method: str) -> None:
             finally:
                 del result
             send(out)
+            results_were(out, n_out)  # (whether the next inherited items are copied)
             del out
     except (EOFError, OSError):
         return  # the parent went away (killed, or it closed our pipe)
