@@ -41,8 +41,9 @@ Design points:
   input is pulled only when a chunk is consumed; after k results at most
   k + window items have been taken. A consumer slower than the workers (its next
   chunk was ready when it asked) gets its window refilled once half of it is free,
-  several chunks in one pass, rather than one chunk per ``next()``. A backend that is not ``concurrent`` (serial)
-  gets a window of one chunk: nothing runs ahead of the consumer.
+  several chunks in one pass, rather than one chunk per ``next()``. A backend that
+  is not ``concurrent`` (serial) gets a window of one chunk: nothing runs ahead of
+  the consumer.
 - **Cancellation.** Everything happens inside the generator, so ``break``,
   ``close()``, garbage collection, an exception or Ctrl-C all run its
   ``finally``: ``backend.shutdown(cancel=True)`` stops the workers.
@@ -256,11 +257,11 @@ class _Sizer:
         self.cap = self._cap()
         self.byte_cap = MAX_CHUNK
         self.in_bytes = self.out_bytes = 0  # an item's, and a result's, sampled
-        self.low = self.low_gather = 0  # the most in flight at which a refill begins
         self._limits()
 
     def _limits(self) -> None:
-        """Recompute the refill thresholds (after the chunk size or the workers changed).
+        """Recompute the next chunk's size ``n`` and the most items in flight at which
+        a refill begins, ``low`` (after the chunk size or the workers changed).
         ``low_gather`` is for a consumer that is the slower side (the chunk it last
         asked for was ready): its window is refilled only once half of it is free, in
         one go. After a consumer's long pause each pass through the refill code is cold
@@ -330,7 +331,7 @@ def _run(
     skip = options.on_error == "skip"
     adapt = sizer.adapt
     sample = adapt and sizeof is not None
-    # start index -> (future, chunk); insertion order = input order, and a chunk re-run
+    # start index -> _Slot(chunk); insertion order = input order, and a chunk re-run
     # item by item keeps its place (a new value for an existing key)
     pending: dict[int, _Slot] = {}
     wake = threading.Event()

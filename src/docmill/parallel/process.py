@@ -241,12 +241,11 @@ class ProcessBackend(Backend):
         # it forks them when it is the caller, before any thread of ours exists (the
         # children copy no running thread); otherwise the collector forks them, as it
         # forks every replacement, and it outlives every worker it starts.
-        # From the main thread, only the first worker is forked here: the collector
-        # forks the others while the first task already runs (forking a 100 MB
-        # parent costs ~2 ms a worker; the first result need not wait for all).
-        # The feeder starts before the collector, and the collector forks once the first
-        # task is sent (or after _FIRST_WAIT): a fork holds the GIL (~2-3 ms each
-        # here), so forking first kept the first task in the parent for ~10 ms.
+        # From the main thread, only the first worker is forked here. The feeder starts
+        # next, then the collector, which forks the others once the first task has
+        # been sent (or after _FIRST_WAIT): forking a 100 MB parent costs ~2-3 ms a
+        # worker with the GIL held, and forking them all first kept the first task in
+        # the parent for ~10 ms.
         from_main = threading.current_thread() is threading.main_thread()
         started = threading.Event()
         failed: list[BaseException] = []
