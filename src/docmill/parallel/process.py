@@ -349,6 +349,7 @@ class ProcessBackend(Backend):
                 INHERITED.pop(self._token, None)
                 return
             self._state = "closing"
+            self._first_sent.set()  # (the collector need not wait for a first task)
             doomed: list[_Task] = []
             victims: list[Any] = []
             if cancel and not self._cancelled:
