@@ -280,6 +280,24 @@ def test_max_tasks_per_worker_recycles_workers(method, no_leaks):
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4] == pids[5]
 
 
+def test_a_worker_replaced_as_the_map_ends_is_stopped(no_leaks):
+    """The last task retires its worker (max_tasks_per_worker) and the map ends while the
+    replacement is being forked: the replacement must be stopped, not waited for (the
+    feeder had already stopped, so nothing told it to; this hung nearly every time)."""
+    for _ in range(20):
+        out = list(
+            parallel.map(
+                _pid, range(2), backend="process", num_worker=1, chunksize=1,
+                max_tasks_per_worker=2, start_method="fork",
+            )
+        )  # fmt: skip
+        assert len(set(out)) == 1
+
+
+def _pid(_: object) -> int:
+    return os.getpid()
+
+
 @pytest.mark.parametrize("method", FORK_SPAWN)
 def test_initializer_runs_once_per_worker_and_keeps_state(method, tmp_path, no_leaks):
     def init(folder, name):

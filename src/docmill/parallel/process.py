@@ -640,9 +640,16 @@ class ProcessBackend(Backend):
             return
         with self._lock:
             self._workers.append(new)  # the collector reaps it whatever happens next
-            doomed = self._cancelled or self._broken is not None
+            # cancelled meanwhile, or shut down with nothing left to run: the feeder
+            # may already have stopped (it does once it saw no worker), and none would
+            # ever tell this one to stop
+            doomed = (
+                self._cancelled
+                or self._broken is not None
+                or (self._state != "running" and not self._pending)
+            )
             self._wakeup.notify()
-        if doomed:  # cancelled meanwhile
+        if doomed:
             _kill(new.proc)
 
     def _exit_soon(self, w: _Worker) -> None:
