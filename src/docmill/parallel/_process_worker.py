@@ -145,7 +145,7 @@ def worker_main(conn: Any, blob: bytes, parent_pid: int, method: str) -> None:
                     result = (batched(outs), seconds, err)
                     t0 = perf_counter()
                     out = dumps(result)
-                    per_result = (perf_counter() - t0) / max(1, len(outs))
+                    per_result = (perf_counter() - t0) / max(1, n_out)
                     del outs
                 else:
                     n_out = 1

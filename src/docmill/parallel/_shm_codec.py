@@ -105,11 +105,19 @@ class Batch:
 def batched(items: Any) -> Any:
     """``items`` wrapped as a :class:`Batch` when it is a list of two or more items of
     one type with a batch reducer, else ``items`` itself."""
-    if type(items) is list and len(items) > 1:
-        cls = type(items[0])
-        if cls in BATCH_REDUCERS and all(type(x) is cls for x in items):
-            return Batch(items)
+    if type(items) is list and len(items) > 1 and _for_all(items, BATCH_REDUCERS):
+        return Batch(items)
     return items
+
+
+def _for_all(items: list, registry: dict[type, Any]) -> Any:
+    """What ``registry`` holds for the type of ``items``, when they all are of exactly
+    that one type (else None)."""
+    cls = type(items[0])
+    handler = registry.get(cls)
+    if handler is None or not all(type(x) is cls for x in items):
+        return None
+    return handler
 
 
 #: type -> ``copy_many(items)``: shallow copies of a list of exactly that type, so that
@@ -191,9 +199,8 @@ def _inherited_batches(token: str, start: int, stop: int, batch: int) -> list[li
 def _copies(items: list) -> list:
     """Shallow copies of the items (through the copier registered for their type), or
     ``items`` when they have none."""
-    cls = type(items[0]) if items else None
-    copy_many = COPIERS.get(cls)  # type: ignore[arg-type]
-    if copy_many is None or not all(type(x) is cls for x in items):
+    copy_many = _for_all(items, COPIERS) if items else None
+    if copy_many is None:
         return items
     with gc_paused():
         return copy_many(items)
