@@ -14,7 +14,10 @@ Workloads (2 worker processes everywhere, the same kernel for every engine):
 - ``image``: the seed's job (``foo``: decode a 320x240 JPEG, normalize, channels
   first) over 2,000 generated JPEGs, every result kept. docmill's ``apply`` and ``map``
   on processes (and threads, for reference) against the same ``foo`` in a plain loop
-  and on each peer.
+  and on each peer. Two references with no engine at all: one forked copy of the
+  loop per worker, results kept where they were made (what 2 cores give when nothing
+  is sent), and the same plus each result written into a new /dev/shm file (the
+  least a process engine must add: its results have to reach the caller's memory).
 - ``scaling``: docmill and ``Pool.imap`` at 1k, 10k, 100k and 1M ints (items/s).
 - ``overlap``: the seed's CPU/GPU pipeline (unit 0.02 s: 64 batches of 16, CPU 1 unit
   per batch on 4 workers, GPU 2 units in the consumer): ``map_batch`` on threads and
@@ -79,6 +82,7 @@ def _inputs(workload: str, n: int, folder: str = "") -> list:
 
 
 _KEPT: list = []  # the image job's results, alive until the clock has stopped
+_REAP: list[int] = []  # forked children, waited for once the clock has stopped
 
 
 def _consume(it: Any, workload: str) -> int:
@@ -96,6 +100,53 @@ def _consume(it: Any, workload: str) -> int:
 # ---------------------------------------------------------------------- contenders
 def c_loop(data: list, fn: Callable, workload: str, arg: Any) -> int:
     return _consume(map(fn, data), workload)
+
+
+def _to_shm(fn: Callable, prefix: str) -> Callable:
+    """``fn``, then its result's tensor written into a new /dev/shm file, as the
+    least any process engine must do to hand a result over in shared memory."""
+    count = iter(range(1 << 62))
+
+    def run(d: Any) -> bool:
+        t = fn(d).tensor
+        fd = os.open(f"{prefix}{next(count)}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.pwrite(fd, t.data if t.flags.c_contiguous else t.tobytes(), 0)
+        os.close(fd)
+        d.tensor = None  # the worker's copy goes, as an engine's worker drops it once sent
+        return t.shape == (3, 240, 320)
+
+    return run
+
+
+def c_halves(data: list, fn: Callable, workload: str, arg: Any) -> int:
+    """No engine at all: one forked copy of the loop per worker over its share of the
+    items. ``arg=None``: results kept where they were made (never sent back: the
+    ceiling of any engine); ``arg='shm'``: each result's tensor also written into
+    shared memory (the floor of a process engine that hands results over there)."""
+    done, pids = [], []
+    for k in range(WORKERS):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os.close(r)
+            if arg == "shm":  # a worker's temporaries reused, as docmill's workers do
+                from docmill.parallel._process_worker import _keep_freed_memory
+
+                _keep_freed_memory()
+                got = sum(map(_to_shm(fn, f"/dev/shm/bench-peers-{os.getpid()}-"), data[k::WORKERS]))
+            else:
+                got = _consume(map(fn, data[k::WORKERS]), workload)
+            os.write(w, got.to_bytes(8, "little"))
+            os._exit(0)  # its memory is torn down after the clock stops
+        os.close(w)
+        done.append(r)
+        pids.append(pid)
+    total = 0
+    for r in done:
+        total += int.from_bytes(os.read(r, 8), "little")
+        os.close(r)
+    _REAP.extend(pids)
+    return total
 
 
 def c_docmill(data: list, fn: Callable, workload: str, arg: Any) -> int:
@@ -182,6 +233,7 @@ def c_datasets(data: list, fn: Callable, workload: str, arg: Any) -> int:
 
 CONTENDERS: dict[str, tuple[Callable, str | None]] = {
     "plain loop": (c_loop, None),
+    "forked loops": (c_halves, None),
     "docmill process": (c_docmill, None),
     "docmill apply": (c_docmill_apply, None),
     "docmill thread": (c_docmill_thread, None),
@@ -247,6 +299,11 @@ def child(spec: dict) -> None:
         t0 = time.perf_counter()
         got = run(data, fn, workload, arg)
         seconds = time.perf_counter() - t0
+        for pid in _REAP:
+            os.waitpid(pid, 0)
+            for f in os.listdir("/dev/shm"):
+                if f.startswith(f"bench-peers-{pid}-"):
+                    os.unlink(os.path.join("/dev/shm", f))
         expect = sum(i & 0xFF for i in range(n)) if workload == "results" else n
         if got != expect:
             raise SystemExit(f"{name}: got {got}, expected {expect}")
@@ -343,7 +400,10 @@ def image(n: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = str(_demo.make_images(os.path.join(tmp, "jpg"), n))
         spec = lambda name, arg=None, label="": _spec("image", n, name, arg, label, folder=folder)  # noqa: E731
-        specs = [spec("plain loop"), spec("docmill apply", None, "docmill apply process"),
+        specs = [spec("plain loop"),
+                 spec("forked loops", None, f"{WORKERS} forked loops (no engine)"),
+                 spec("forked loops", "shm", f"{WORKERS} forked loops + pwrite to shm"),
+                 spec("docmill apply", None, "docmill apply process"),
                  spec("docmill process", None, "docmill map process"),
                  spec("docmill apply", "thread", "docmill apply thread"),
                  spec("Pool.imap", 16, "Pool.imap chunksize=16"),
