@@ -133,7 +133,9 @@ def c_halves(data: list, fn: Callable, workload: str, arg: Any) -> int:
                 from docmill.parallel._process_worker import _keep_freed_memory
 
                 _keep_freed_memory()
-                got = sum(map(_to_shm(fn, f"/dev/shm/bench-peers-{os.getpid()}-"), data[k::WORKERS]))
+                got = sum(
+                    map(_to_shm(fn, f"/dev/shm/bench-peers-{os.getpid()}-"), data[k::WORKERS])
+                )
             else:
                 got = _consume(map(fn, data[k::WORKERS]), workload)
             os.write(w, got.to_bytes(8, "little"))
