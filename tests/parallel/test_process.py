@@ -298,6 +298,80 @@ def _pid(_: object) -> int:
     return os.getpid()
 
 
+def _slow_to_exit(x: int) -> int:
+    """Leaves a non-daemon thread behind: the worker's interpreter waits for it (~1.5 s)
+    on its way out, after its last task."""
+    if not worker_state().get("lingering"):
+        worker_state()["lingering"] = True
+        threading.Thread(target=time.sleep, args=(1.5,)).start()
+    return x
+
+
+def test_a_map_returns_without_waiting_for_its_workers_to_exit(no_leaks):
+    """Every task settled and every worker told to stop: the map is over. The collector
+    reaps the exits in the background (no_leaks: all gone within seconds)."""
+    t0 = time.monotonic()
+    out = list(
+        parallel.map(
+            _slow_to_exit, range(4), backend="process", num_worker=2, chunksize=1,
+            start_method="fork",
+        )
+    )  # fmt: skip
+    assert out == [0, 1, 2, 3]
+    assert time.monotonic() - t0 < 1.0  # it waited for the lingering threads before
+
+
+_EXITING_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    from docmill import parallel
+
+    def work(x):
+        if sys.argv[1] == "linger":
+            threading.Thread(target=time.sleep, args=(30,)).start()  # holds up the exit
+        return os.getpid()
+
+    if __name__ == "__main__":
+        pids = set(parallel.map(work, range(2), backend="process", num_worker=2,
+                                chunksize=1, start_method="fork"))
+        print(*pids, flush=True)
+    """
+)
+
+
+def _run_exiting(tmp_path, how: str):
+    script = tmp_path / "exiting.py"
+    script.write_text(_EXITING_SCRIPT)
+    return subprocess.run(
+        [sys.executable, str(script), how], capture_output=True, text=True, timeout=20
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(30)
+def test_the_interpreter_exits_at_once_while_workers_are_still_exiting(tmp_path):
+    """The program ends right after a map whose workers are slow to exit: they are
+    killed and reaped before multiprocessing's own exit handler runs (which would
+    otherwise join process objects the collector is closing: a traceback at exit)."""
+    t0 = time.monotonic()
+    out = _run_exiting(tmp_path, "linger")
+    assert time.monotonic() - t0 < 10
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) >= 1
+    assert _wait_gone(pids, 3) == []
+
+
+@pytest.mark.timeout(60)
+def test_no_traceback_at_exit_right_after_a_map(tmp_path):
+    """The program ends while its last map's workers exit by themselves. Without the
+    exit hook, multiprocessing's handler raced with the collector in ~1 run of 5
+    ('process object is closed'); 12 runs."""
+    for _ in range(12):
+        out = _run_exiting(tmp_path, "quick")
+        assert (out.returncode, out.stderr) == (0, "")
+
+
 @pytest.mark.parametrize("method", FORK_SPAWN)
 def test_initializer_runs_once_per_worker_and_keeps_state(method, tmp_path, no_leaks):
     def init(folder, name):

@@ -33,6 +33,10 @@ Ctrl-C settles every future within seconds::
 - Workers ignore SIGINT (a Ctrl-C reaches only the parent, whose core calls
   ``shutdown(cancel=True)``) and die with their parent (``PR_SET_PDEATHSIG`` plus
   a thread watching the parent's pid).
+- A graceful ``shutdown`` returns once every task has settled and every worker
+  was told to stop; the collector then waits for their exits on its own (the
+  kernel's teardown of a forked process takes milliseconds) and ends. At
+  interpreter exit, workers still exiting are killed and reaped first.
 
 Start method: ``start_method`` if given, else the one set with
 ``multiprocessing.set_start_method``, else ``fork`` where it exists (fast start,
@@ -45,8 +49,10 @@ program hold locks your function needs while that happens, use ``'spawn'`` or
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing
+import multiprocessing.util  # (its exit handler is registered first: ours runs before it)
 import os
 import pickle
 import signal
@@ -99,6 +105,26 @@ _SIGNAL_HINTS = {
     signal.SIGBUS: "it crashed with a bus error (bad memory access in native code)",
     signal.SIGABRT: "native code aborted it (SIGABRT)",
 }
+
+
+#: Backends whose collector is still reaping workers after a graceful shutdown.
+_REAPING: set[ProcessBackend] = set()
+
+
+@atexit.register
+def _stop_reaping() -> None:
+    """At interpreter exit, before multiprocessing's own handler (which would join the
+    same process objects the collectors are closing): kill the workers still on their
+    way out (told to stop, holding no task) and let each collector reap them."""
+    for b in list(_REAPING):
+        if b._owner != os.getpid():  # a forked copy: not ours
+            continue
+        with b._lock:
+            procs = [w.proc for w in b._workers]
+        for proc in procs:
+            _kill(proc)
+        if b._collector is not None:
+            b._collector.join(1.0)
 
 
 def default_start_method() -> str:
@@ -210,6 +236,8 @@ class ProcessBackend(Backend):
         self._transport: Transport | None = None
         self._blob = b""
         self._threads: list[threading.Thread] = []
+        self._collector: threading.Thread | None = None
+        self._owner = os.getpid()
         self._first_sent = threading.Event()  # (the collector forks the rest after it)
         self._forked_all = False  # until then, one task per worker
 
@@ -257,7 +285,8 @@ class ProcessBackend(Backend):
                 raise
             started.set()
         self._threads.append(self._thread(self._feed, "feeder"))
-        self._threads.append(self._thread(self._collect, "collector", started, failed))
+        self._collector = self._thread(self._collect, "collector", started, failed)
+        self._threads.append(self._collector)
         started.wait()
         if failed:
             self.shutdown(cancel=True)
@@ -380,7 +409,19 @@ class ProcessBackend(Backend):
         # once it has ended may anything be left to clean here. If it is still running
         # (a second Ctrl-C cut our wait short), the workers are dead or dying and it
         # reaps them itself.
-        if any(t.is_alive() for t in self._threads if t is not threading.current_thread()):
+        me = threading.current_thread()
+        reaping = self._collector is not None and self._collector is not me
+        reaping = reaping and self._collector.is_alive()  # type: ignore[union-attr]
+        busy = any(t.is_alive() for t in self._threads if t not in (me, self._collector))
+        if reaping and not busy and not self._cancelled:
+            with self._lock:  # every task settled: the collector reaps the exits alone
+                self._state = "closed"
+                self._wakeup.notify_all()
+                if self._workers:
+                    _REAPING.add(self)  # (the collector takes it out when it ends)
+            self._transport.close()  # type: ignore[union-attr]
+            return
+        if busy or reaping:
             with self._lock:
                 procs = [w.proc for w in self._workers]
                 self._state = "closed"
@@ -470,14 +511,18 @@ class ProcessBackend(Backend):
                     w.sending = True
                     return w, task, retire
                 if not self._pending and self._state != "running":
-                    if not self._workers:
-                        return None
                     stops = [x for x in self._workers if not x.stopping]
                     for x in stops:
                         x.stopping = x.sending = True
                         self._exit_soon(x)
                     if stops:
                         return None, None, stops
+                    if not any(x.inflight for x in self._workers):
+                        # Every task has settled and every worker was told to stop:
+                        # nothing can be queued again (only a task in flight is, when
+                        # its worker dies), so the map is over. The collector waits
+                        # for the exits on its own (see shutdown).
+                        return None
                 self._wakeup.wait()
 
     def _pick_worker(self) -> _Worker | None:
@@ -551,6 +596,8 @@ class ProcessBackend(Backend):
                 _kill(w.proc)
                 self._reap(w)
             raise
+        finally:
+            _REAPING.discard(self)
 
     def _receive(self, w: _Worker) -> None:
         try:
@@ -576,7 +623,7 @@ class ProcessBackend(Backend):
             if w.inflight:
                 w.inflight[0].started = time.monotonic()
             self._exit_soon(w)
-            if self._pending:
+            if self._pending or self._state != "running":  # (closing: maybe the last one)
                 self._wakeup.notify()
         if control is not None:
             self._finish(task, control.rebuild())
@@ -732,11 +779,18 @@ class ProcessBackend(Backend):
 
     def _join_threads(self) -> None:
         # cancel: the workers are dead, so this takes milliseconds (bounded all the
-        # same); otherwise the tasks in flight finish first
+        # same); otherwise the tasks in flight finish first: the feeder ends once every
+        # task has settled and every worker was told to stop. The collector is not
+        # waited for then: what is left to it is each worker's exit, and the kernel
+        # takes ~1-3 ms to tear down a forked process (the same for a SIGKILL), a fixed
+        # cost of every map that the caller need not wait for. It reaps them, closes
+        # their pipes and ends on its own (a daemon thread; workers it forked die with
+        # it, see PR_SET_PDEATHSIG, so it outlives them).
         end = time.monotonic() + 2.0
         for t in self._threads:
-            if t is not threading.current_thread():
-                t.join(max(0.0, end - time.monotonic()) if self._cancelled else None)
+            if t is threading.current_thread() or (t is self._collector and not self._cancelled):
+                continue
+            t.join(max(0.0, end - time.monotonic()) if self._cancelled else None)
 
 
 def _exit_handle(proc: Any, method: str) -> Any:
