@@ -15,6 +15,7 @@ mean "control" and no framing byte has to be glued to (copied onto) a payload.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import io
 import os
@@ -22,7 +23,6 @@ import pickle
 import select
 import signal
 import sys
-import threading
 import time
 import traceback
 from time import perf_counter
@@ -176,16 +176,29 @@ _MMAP_THRESHOLD = 32 << 20  # glibc's maximum on 64-bit
 _TRIM_THRESHOLD = 512 << 20
 
 
-def _keep_freed_memory() -> None:
-    """Make glibc reuse freed large blocks instead of returning them to the kernel."""
+def _libc_function(name: str) -> Any:
+    """libc's ``name`` as a ctypes function, or None (not Linux, or not in this libc:
+    musl has no ``mallopt``). Made at import, so in the parent: a forked worker only
+    calls it (making one in a fresh child cost ~0.3 ms, its first touch of ctypes)."""
     if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(Exception):  # not glibc (e.g. musl): nothing to tune
+        return None
+    try:
         import ctypes
 
-        libc = ctypes.CDLL(None)
-        libc.mallopt(-3, _MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
-        libc.mallopt(-1, _TRIM_THRESHOLD)  # -1: M_TRIM_THRESHOLD
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
+    except Exception:
+        return None
+
+
+_PRCTL = _libc_function("prctl")
+_MALLOPT = _libc_function("mallopt")
+
+
+def _keep_freed_memory() -> None:
+    """Make glibc reuse freed large blocks instead of returning them to the kernel."""
+    if _MALLOPT is not None:
+        _MALLOPT(-3, _MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
+        _MALLOPT(-1, _TRIM_THRESHOLD)  # -1: M_TRIM_THRESHOLD
 
 
 def _fresh_std_streams() -> None:
@@ -244,11 +257,8 @@ def _guard_parent(parent_pid: int, method: str) -> None:
     - a watch thread, for kernels without it: our parent's pid (a pidfd under
       forkserver, where our parent process is the server) polled twice a second.
     """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
     if method == "forkserver":
         watch = _pid_watch(parent_pid)
     else:
@@ -261,7 +271,9 @@ def _guard_parent(parent_pid: int, method: str) -> None:
                 time.sleep(0.5)
             os._exit(1)
 
-    threading.Thread(target=watch, name="docmill-parent-watch", daemon=True).start()
+    # a bare thread: ``Thread.start`` would wait until it runs (~0.4 ms of every
+    # worker's start); it lives until the worker's os._exit and is never joined
+    _thread.start_new_thread(watch, ())
 
 
 def _pid_watch(pid: int) -> Any:
