@@ -30,6 +30,7 @@ import pytest
 from docmill import Document, DocumentArray, WorkerCrashed, parallel
 from docmill.errors import RemoteTraceback
 from docmill.parallel import Options, worker_state
+from docmill.parallel import process as process_module
 from docmill.parallel.process import ProcessBackend
 
 pytestmark = pytest.mark.timeout(60)
@@ -319,6 +320,10 @@ def test_a_map_returns_without_waiting_for_its_workers_to_exit(no_leaks):
     )  # fmt: skip
     assert out == [0, 1, 2, 3]
     assert time.monotonic() - t0 < 1.0  # it waited for the lingering threads before
+    deadline = time.monotonic() + 5
+    while process_module._REAPING and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not process_module._REAPING  # each collector lets go of its backend as it ends
 
 
 _EXITING_SCRIPT = textwrap.dedent(

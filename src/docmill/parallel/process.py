@@ -237,6 +237,7 @@ class ProcessBackend(Backend):
         self._blob = b""
         self._threads: list[threading.Thread] = []
         self._collector: threading.Thread | None = None
+        self._collected = False  # the collector has ended (every worker reaped)
         self._owner = os.getpid()
         self._first_sent = threading.Event()  # (the collector forks the rest after it)
         self._forked_all = False  # until then, one task per worker
@@ -417,7 +418,7 @@ class ProcessBackend(Backend):
             with self._lock:  # every task settled: the collector reaps the exits alone
                 self._state = "closed"
                 self._wakeup.notify_all()
-                if self._workers:
+                if not self._collected:
                     _REAPING.add(self)  # (the collector takes it out when it ends)
             self._transport.close()  # type: ignore[union-attr]
             return
@@ -554,6 +555,14 @@ class ProcessBackend(Backend):
 
     # ------------------------------------------------------------------ collector thread
     def _collect(self, started: threading.Event, failed: list[BaseException]) -> None:
+        try:
+            self._collect_until_done(started, failed)
+        finally:
+            with self._lock:  # (under the lock: shutdown adds us to _REAPING only before)
+                self._collected = True
+            _REAPING.discard(self)
+
+    def _collect_until_done(self, started: threading.Event, failed: list[BaseException]) -> None:
         if not started.is_set():  # start() was called from another thread than main
             try:
                 self._start_workers()
@@ -596,8 +605,6 @@ class ProcessBackend(Backend):
                 _kill(w.proc)
                 self._reap(w)
             raise
-        finally:
-            _REAPING.discard(self)
 
     def _receive(self, w: _Worker) -> None:
         try:
