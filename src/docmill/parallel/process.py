@@ -407,25 +407,21 @@ class ProcessBackend(Backend):
     def _finish_shutdown(self) -> None:
         INHERITED.pop(self._token, None)  # (forked workers keep their own copy)
         # The collector owns the workers (it alone appends, reaps and closes them); only
-        # once it has ended may anything be left to clean here. If it is still running
-        # (a second Ctrl-C cut our wait short), the workers are dead or dying and it
-        # reaps them itself.
+        # once it has ended may anything be left to clean here. While it runs, it reaps
+        # them itself: after a graceful end (every task settled, the feeder ended) they
+        # are on their way out; otherwise (a second Ctrl-C cut our wait short) they are
+        # killed here. Either way the exit hook waits for it (see _stop_reaping).
         me = threading.current_thread()
-        reaping = self._collector is not None and self._collector is not me
-        reaping = reaping and self._collector.is_alive()  # type: ignore[union-attr]
-        busy = any(t.is_alive() for t in self._threads if t not in (me, self._collector))
-        if reaping and not busy and not self._cancelled:
-            with self._lock:  # every task settled: the collector reaps the exits alone
-                self._state = "closed"
-                self._wakeup.notify_all()
-                if not self._collected:
-                    _REAPING.add(self)  # (the collector takes it out when it ends)
-            self._transport.close()  # type: ignore[union-attr]
-            return
-        if busy or reaping:
+        collector = self._collector
+        reaping = collector is not None and collector is not me and collector.is_alive()
+        busy = any(t.is_alive() for t in self._threads if t not in (me, collector))
+        if reaping or busy:
+            graceful = reaping and not busy and not self._cancelled
             with self._lock:
-                procs = [w.proc for w in self._workers]
+                procs = [] if graceful else [w.proc for w in self._workers]
                 self._state = "closed"
+                if collector is not None and not self._collected:
+                    _REAPING.add(self)  # (the collector takes it out when it ends)
             for proc in procs:
                 _kill(proc)
             self._transport.close()  # type: ignore[union-attr]
