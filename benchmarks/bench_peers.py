@@ -37,6 +37,7 @@ datasets are used when present).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -105,7 +106,7 @@ def c_loop(data: list, fn: Callable, workload: str, arg: Any) -> int:
 def _to_shm(fn: Callable, prefix: str) -> Callable:
     """``fn``, then its result's tensor written into a new /dev/shm file, as the
     least any process engine must do to hand a result over in shared memory."""
-    count = iter(range(1 << 62))
+    count = itertools.count()
 
     def run(d: Any) -> bool:
         t = fn(d).tensor
@@ -120,26 +121,30 @@ def _to_shm(fn: Callable, prefix: str) -> Callable:
 
 def c_halves(data: list, fn: Callable, workload: str, arg: Any) -> int:
     """No engine at all: one forked copy of the loop per worker over its share of the
-    items. ``arg=None``: results kept where they were made (never sent back: the
-    ceiling of any engine); ``arg='shm'``: each result's tensor also written into
-    shared memory (the floor of a process engine that hands results over there)."""
+    items. ``arg=None``: results kept where they were made (never sent back);
+    ``arg='shm'``: each result's tensor also written into shared memory (the floor
+    of a process engine that hands results over there). A child that fails reports
+    nothing, so the count comes out short."""
     done, pids = [], []
     for k in range(WORKERS):
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
-            os.close(r)
-            if arg == "shm":  # a worker's temporaries reused, as docmill's workers do
-                from docmill.parallel._process_worker import _keep_freed_memory
+            try:
+                os.close(r)
+                if arg == "shm":  # a worker's temporaries reused, as docmill's workers do
+                    from docmill.parallel._process_worker import _keep_freed_memory
 
-                _keep_freed_memory()
-                got = sum(
-                    map(_to_shm(fn, f"/dev/shm/bench-peers-{os.getpid()}-"), data[k::WORKERS])
-                )
-            else:
-                got = _consume(map(fn, data[k::WORKERS]), workload)
-            os.write(w, got.to_bytes(8, "little"))
-            os._exit(0)  # its memory is torn down after the clock stops
+                    _keep_freed_memory()
+                    share = map(
+                        _to_shm(fn, f"/dev/shm/bench-peers-{os.getpid()}-"), data[k::WORKERS]
+                    )
+                    got = sum(share)
+                else:
+                    got = _consume(map(fn, data[k::WORKERS]), workload)
+                os.write(w, got.to_bytes(8, "little"))
+            finally:
+                os._exit(0)  # never back into the parent's code; torn down after the clock
         os.close(w)
         done.append(r)
         pids.append(pid)

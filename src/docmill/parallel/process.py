@@ -115,7 +115,8 @@ _REAPING: set[ProcessBackend] = set()
 def _stop_reaping() -> None:
     """At interpreter exit, before multiprocessing's own handler (which would join the
     same process objects the collectors are closing): kill the workers still on their
-    way out (told to stop, holding no task) and let each collector reap them."""
+    way out (told to stop with no task left, or killed already) and let each collector
+    reap them."""
     for b in list(_REAPING):
         if b._owner != os.getpid():  # a forked copy: not ours
             continue
